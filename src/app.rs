@@ -1,0 +1,112 @@
+//! Wiring: validated config -> IdP client (or embedded emulator) -> gateway
+//! -> accept loop. `run` is what the binary, the demo and the tests call.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::emulator::{self, Emulator, EmulatorConfig};
+use crate::idp::iid::{self, IidClient};
+use crate::pipeline::{self, Gateway};
+use crate::server::{self, ServeOptions};
+
+/// Default lifetime of sessions the embedded emulator creates, in seconds.
+pub const EMBEDDED_SESSION_SECS: u64 = 900;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// IdP client setup.
+    #[error(transparent)]
+    Idp(#[from] iid::BuildError),
+    /// Gateway setup.
+    #[error(transparent)]
+    Gateway(#[from] pipeline::BuildError),
+    /// Binding or serving.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An embedded emulator started for `idp.emulate = true`.
+pub struct EmbeddedIdp {
+    /// Where it listens (loopback, ephemeral port).
+    pub addr: SocketAddr,
+    /// Its state, to create sessions from the demo.
+    pub emulator: Arc<Emulator>,
+}
+
+/// Starts the in-process emulator when the config asks for it and points
+/// `cfg.idp.base_url` at it.
+pub async fn start_embedded_idp(cfg: &mut Config) -> Result<Option<EmbeddedIdp>, StartError> {
+    if !cfg.idp.emulate {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let emulator = Emulator::new(EmulatorConfig {
+        api_key: cfg.idp.api_key.expose().to_owned(),
+        client_id: None,
+        expires_in: EMBEDDED_SESSION_SECS,
+        users: emulator::default_users(),
+    });
+    let state = Arc::clone(&emulator);
+    tokio::spawn(async move {
+        if let Err(e) = emulator::run(listener, state, std::future::pending()).await {
+            tracing::error!(error = %e, "embedded emulator stopped");
+        }
+    });
+    cfg.idp.base_url = format!("http://{addr}{}", emulator::BASE_PATH);
+    tracing::warn!(
+        emulator = %addr,
+        "idp.emulate = true: sessions are checked by the built-in IID emulator, not a real IdP; never use this in production. \
+         Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": 518}}'"
+    );
+    Ok(Some(EmbeddedIdp { addr, emulator }))
+}
+
+/// Builds the gateway for `cfg` (whose `idp.base_url` must be final).
+pub fn build_gateway(cfg: &Config) -> Result<Arc<Gateway>, StartError> {
+    let idp = Arc::new(IidClient::new(&cfg.idp)?);
+    Ok(Arc::new(Gateway::new(cfg, idp)?))
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    cfg: &Config,
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let opts = ServeOptions {
+        // hyper's own limit only backs ours up: the pipeline answers 431 with JSON below it.
+        max_buf_size: cfg.server.max_header_bytes.saturating_mul(2).max(16 * 1024),
+        header_read_timeout: cfg.server.header_read_timeout,
+        shutdown_grace: cfg.server.shutdown_grace,
+    };
+    server::serve(
+        listener,
+        opts,
+        move |req, peer| {
+            let gateway = Arc::clone(&gateway);
+            async move { gateway.handle(req, peer).await }
+        },
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Starts everything `cfg` describes on `listener` and serves until `shutdown`.
+pub async fn run(
+    mut cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let _embedded = start_embedded_idp(&mut cfg).await?;
+    let gateway = build_gateway(&cfg)?;
+    tracing::info!(listen = %listener.local_addr()?, routes = cfg.routes.len(), "sessiongate ready");
+    serve(&cfg, gateway, listener, shutdown).await
+}

@@ -1,0 +1,242 @@
+//! Session cache (moka): a valid session lives for min(expires_in, max_ttl),
+//! an invalid one for negative_ttl, and IdP failures are never stored.
+//! Concurrent misses on one key share a single IdP call.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use crate::config::CacheConfig;
+use crate::identity::Authenticated;
+use crate::idp::IdpError;
+use crate::session::SessionKey;
+
+/// What the cache remembers about a session.
+#[derive(Debug, Clone)]
+pub enum Cached {
+    /// Live session with its rendered identity.
+    Valid(Arc<Authenticated>),
+    /// The IdP rejected it (or it was logged out here).
+    Invalid,
+}
+
+/// A freshly resolved answer, before the cache decides its lifetime.
+#[derive(Debug)]
+pub enum Fresh {
+    /// Live session and the time the IdP says it has left.
+    Valid(Arc<Authenticated>, Duration),
+    /// Rejected session.
+    Invalid,
+}
+
+/// How a lookup was served, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Served from the cache.
+    Hit,
+    /// This request called the IdP.
+    Miss,
+    /// Waited for another request's IdP call on the same key.
+    Coalesced,
+}
+
+impl Lookup {
+    /// Stable log field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Hit => "hit",
+            Lookup::Miss => "miss",
+            Lookup::Coalesced => "coalesced",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Cached,
+    ttl: Duration,
+}
+
+/// Each entry carries its own lifetime, so expiry follows the IdP's `expires_in`.
+struct PerEntryTtl;
+
+impl Expiry<SessionKey, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _: &SessionKey, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &SessionKey,
+        entry: &Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        // A logout tombstone replaces a valid entry and must get its own lifetime.
+        Some(entry.ttl)
+    }
+}
+
+/// The session cache.
+#[derive(Clone)]
+pub struct SessionCache {
+    inner: Cache<SessionKey, Entry>,
+    max_ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl SessionCache {
+    /// Builds a cache bounded by `cfg.max_entries`.
+    pub fn new(cfg: &CacheConfig) -> Self {
+        Self {
+            inner: Cache::builder()
+                .max_capacity(cfg.max_entries)
+                .expire_after(PerEntryTtl)
+                .build(),
+            max_ttl: cfg.max_ttl,
+            negative_ttl: cfg.negative_ttl,
+        }
+    }
+
+    /// Returns the cached answer for `key`, or runs `resolve` (once for all
+    /// concurrent callers) and caches what it yields. Errors are shared with
+    /// the waiting callers but not stored.
+    pub async fn get_or_resolve<F>(
+        &self,
+        key: &SessionKey,
+        resolve: F,
+    ) -> Result<(Cached, Lookup), Arc<IdpError>>
+    where
+        F: Future<Output = Result<Fresh, IdpError>>,
+    {
+        if let Some(entry) = self.inner.get(key).await {
+            return Ok((entry.value, Lookup::Hit));
+        }
+        let called = AtomicBool::new(false);
+        let init = async {
+            called.store(true, Ordering::Relaxed);
+            resolve.await.map(|fresh| match fresh {
+                Fresh::Valid(auth, expires_in) => Entry {
+                    value: Cached::Valid(auth),
+                    ttl: expires_in.min(self.max_ttl),
+                },
+                Fresh::Invalid => Entry {
+                    value: Cached::Invalid,
+                    ttl: self.negative_ttl,
+                },
+            })
+        };
+        let entry = self.inner.try_get_with_by_ref(key, init).await?;
+        let how = if called.load(Ordering::Relaxed) {
+            Lookup::Miss
+        } else {
+            Lookup::Coalesced
+        };
+        Ok((entry.value, how))
+    }
+
+    /// Marks `key` invalid for at least as long as any valid entry could have
+    /// lived, so a logged-out cookie is refused at once.
+    pub async fn revoke(&self, key: &SessionKey) {
+        let entry = Entry {
+            value: Cached::Invalid,
+            ttl: self.max_ttl.max(self.negative_ttl),
+        };
+        self.inner.insert(key.clone(), entry).await;
+    }
+
+    /// Approximate number of live entries.
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    fn cache(max_ttl: u64, negative_ttl: u64) -> SessionCache {
+        SessionCache::new(&CacheConfig {
+            max_entries: 100,
+            max_ttl: Duration::from_secs(max_ttl),
+            negative_ttl: Duration::from_secs(negative_ttl),
+        })
+    }
+
+    fn valid(secs: u64) -> Fresh {
+        let auth = Authenticated::render(
+            &Identity {
+                session_id: "s".into(),
+                profile_id: "1".into(),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+        Fresh::Valid(Arc::new(auth), Duration::from_secs(secs))
+    }
+
+    #[tokio::test]
+    async fn second_lookup_is_a_hit_and_errors_are_not_cached() {
+        let c = cache(60, 60);
+        let k = SessionKey::new("a", "");
+        let (_, how) = c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
+        assert_eq!(how, Lookup::Miss);
+        let (v, how) = c
+            .get_or_resolve(&k, async { unreachable!("must not resolve") })
+            .await
+            .unwrap();
+        assert_eq!(how, Lookup::Hit);
+        assert!(matches!(v, Cached::Valid(_)));
+
+        let e = SessionKey::new("b", "");
+        assert!(c
+            .get_or_resolve(&e, async { Err(IdpError::Timeout) })
+            .await
+            .is_err());
+        let (_, how) = c
+            .get_or_resolve(&e, async { Ok(Fresh::Invalid) })
+            .await
+            .unwrap();
+        assert_eq!(how, Lookup::Miss, "the error must not have been cached");
+    }
+
+    #[tokio::test]
+    async fn zero_expiry_is_not_served_again() {
+        let c = cache(60, 60);
+        let k = SessionKey::new("z", "");
+        c.get_or_resolve(&k, async { Ok(valid(0)) }).await.unwrap();
+        let (_, how) = c.get_or_resolve(&k, async { Ok(valid(0)) }).await.unwrap();
+        assert_eq!(how, Lookup::Miss);
+    }
+
+    #[tokio::test]
+    async fn revoke_replaces_a_valid_entry() {
+        let c = cache(60, 1);
+        let k = SessionKey::new("r", "t");
+        c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
+        c.revoke(&k).await;
+        let (v, how) = c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
+        assert_eq!(how, Lookup::Hit);
+        assert!(matches!(v, Cached::Invalid));
+    }
+
+    #[tokio::test]
+    async fn the_token_is_part_of_the_key() {
+        let c = cache(60, 60);
+        c.get_or_resolve(&SessionKey::new("s", "right"), async { Ok(valid(60)) })
+            .await
+            .unwrap();
+        let (v, how) = c
+            .get_or_resolve(&SessionKey::new("s", "wrong"), async { Ok(Fresh::Invalid) })
+            .await
+            .unwrap();
+        assert_eq!(how, Lookup::Miss);
+        assert!(matches!(v, Cached::Invalid));
+    }
+}

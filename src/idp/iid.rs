@@ -1,0 +1,355 @@
+//! IID child-session client: "Get Child Session" (`/sso/session/fetch`) to
+//! validate, "Logout Child Session" (`/sso/session/logout`) to end.
+//!
+//! Classification (the whole contract with the IdP in one place):
+//! HTTP 200 + `code == 0` + `data` -> valid; HTTP 401/404 or `code != 0` ->
+//! invalid; transport error, timeout, 5xx, 408, 429 -> unavailable; anything
+//! else, or a body that is not the seed's shape -> bad answer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use super::wire::{self, ChildSession, CommonResponse, SessionRequest};
+use super::{BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
+use crate::config::IdpConfig;
+use crate::connector::{self, Connector};
+use crate::identity::{Identity, Pii, ProfileInfo, RoleGrant};
+use crate::session::SessionKey;
+
+/// Largest IdP answer read; a bigger one is a bad answer, not a memory problem.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Client for the IID child-session API.
+pub struct IidClient {
+    client: Client<Connector, Full<Bytes>>,
+    fetch_uri: Uri,
+    logout_uri: Uri,
+    api_key: HeaderValue,
+    client_id: HeaderValue,
+    timeout: Duration,
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// `base_url` plus an API path is not a URI.
+    #[error("idp.base_url: {0}")]
+    Url(String),
+    /// API key or client id cannot be a header value.
+    #[error("idp.{0}: not a valid header value")]
+    Header(&'static str),
+    /// TLS setup failed.
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl IidClient {
+    /// Builds a client for `cfg` (its `base_url` must already point at the IdP or emulator).
+    pub fn new(cfg: &IdpConfig) -> Result<Self, BuildError> {
+        let uri = |path: &str| -> Result<Uri, BuildError> {
+            format!("{}{}", cfg.base_url.trim_end_matches('/'), path)
+                .parse()
+                .map_err(|e| BuildError::Url(format!("{e}")))
+        };
+        let mut api_key = HeaderValue::from_str(cfg.api_key.expose())
+            .map_err(|_| BuildError::Header("api_key"))?;
+        // Keeps the key out of any header dump hyper or a debug hook might print.
+        api_key.set_sensitive(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(connector::build(cfg.timeout)?);
+        Ok(Self {
+            client,
+            fetch_uri: uri(wire::PATH_FETCH)?,
+            logout_uri: uri(wire::PATH_LOGOUT)?,
+            api_key,
+            client_id: HeaderValue::from_str(&cfg.client_id)
+                .map_err(|_| BuildError::Header("client_id"))?,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// POSTs the session pair to `uri`; the timeout covers connect to last body byte.
+    async fn call(&self, uri: &Uri, key: &SessionKey) -> Result<(StatusCode, Bytes), IdpError> {
+        let body = serde_json::to_vec(&SessionRequest {
+            session_token: key.token().to_owned(),
+            session_id: key.id().to_owned(),
+        })
+        .map_err(|e| IdpError::BadAnswer(format!("request encoding: {e}")))?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(uri.clone())
+            .header(wire::HEADER_API_KEY, self.api_key.clone())
+            .header(wire::HEADER_CLIENT_ID, self.client_id.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| IdpError::BadAnswer(format!("request building: {e}")))?;
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| IdpError::Unavailable(describe(&e)))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        IdpError::BadAnswer(format!("answer larger than {MAX_ANSWER_BYTES} bytes"))
+                    } else {
+                        IdpError::Unavailable(format!("reading answer: {e}"))
+                    }
+                })?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| IdpError::Timeout)?
+    }
+}
+
+impl SessionProvider for IidClient {
+    fn fetch<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<Verdict, IdpError>> {
+        Box::pin(async move {
+            let (status, body) = self.call(&self.fetch_uri, key).await?;
+            classify_fetch(status, &body, key)
+        })
+    }
+
+    fn logout<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<LogoutOutcome, IdpError>> {
+        Box::pin(async move {
+            let (status, body) = self.call(&self.logout_uri, key).await?;
+            match status {
+                StatusCode::OK => match serde_json::from_slice::<CommonResponse<Value>>(&body) {
+                    Ok(r) if r.code == 0 => Ok(LogoutOutcome::LoggedOut),
+                    Ok(_) => Ok(LogoutOutcome::AlreadyGone),
+                    Err(e) => Err(IdpError::BadAnswer(format!("logout answer: {e}"))),
+                },
+                StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND => Ok(LogoutOutcome::AlreadyGone),
+                s => Err(unexpected_status(s)),
+            }
+        })
+    }
+}
+
+/// Turns a "Get Child Session" exchange into a verdict.
+pub fn classify_fetch(
+    status: StatusCode,
+    body: &[u8],
+    key: &SessionKey,
+) -> Result<Verdict, IdpError> {
+    match status {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND => {
+            return Ok(Verdict::Invalid {
+                reason: "idp_rejected",
+            })
+        }
+        s => return Err(unexpected_status(s)),
+    }
+    let answer: CommonResponse<ChildSession> = serde_json::from_slice(body)
+        .map_err(|e| IdpError::BadAnswer(format!("not a CommonResponse: {e}")))?;
+    if answer.code != 0 {
+        return Ok(Verdict::Invalid {
+            reason: "idp_rejected",
+        });
+    }
+    let data = answer
+        .data
+        .ok_or_else(|| IdpError::BadAnswer("code 0 without data".into()))?;
+    let (identity, expires_in) = to_identity(data, key)?;
+    Ok(Verdict::Valid {
+        identity: Box::new(identity),
+        expires_in,
+    })
+}
+
+fn unexpected_status(s: StatusCode) -> IdpError {
+    if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT
+    {
+        IdpError::Unavailable(format!("HTTP {}", s.as_u16()))
+    } else {
+        IdpError::BadAnswer(format!("unexpected HTTP {}", s.as_u16()))
+    }
+}
+
+/// Maps the seed's `data` onto the provider-neutral identity.
+fn to_identity(data: ChildSession, key: &SessionKey) -> Result<(Identity, Duration), IdpError> {
+    let profile = data
+        .self_profile
+        .and_then(|p| p.into_iter().next())
+        .ok_or_else(|| IdpError::BadAnswer("selfProfile is empty".into()))?;
+    let profile_id = match &profile.profile_id {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => {
+            return Err(IdpError::BadAnswer(
+                "selfProfile[0].profileId missing".into(),
+            ))
+        }
+    };
+    let expires_in = match data.expires_in {
+        Some(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs.min(1.0e9)),
+        _ => Duration::ZERO,
+    };
+    let roles = data
+        .user_roles
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| {
+            Some(RoleGrant {
+                code: r.code?,
+                organization_ids: r.organization_ids.unwrap_or_default(),
+            })
+        })
+        .collect();
+    let identity = Identity {
+        session_id: data
+            .session_id
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| key.id().to_owned()),
+        profile_id,
+        external_system_id: data.external_system_id,
+        authority_type: data.authority_type,
+        locale: data.iid_params.and_then(|p| p.locale),
+        permissions: data.user_permissions.unwrap_or_default(),
+        roles,
+        delegations: data.delegations.unwrap_or_default(),
+        profile: ProfileInfo {
+            la_profile_id: profile.la_profile_id,
+            name_en: profile.name_en,
+            name_ar: profile.name_ar,
+            gender: profile.gender,
+            unified_id: profile.unified_id,
+            nationality: profile.nationality.and_then(|n| n.code),
+            kind: profile.kind,
+            is_active: profile.is_active,
+        },
+        pii: Pii {
+            eid: profile.eid,
+            passport_no: profile.passport_no,
+            mobile_no: profile.mobile_no,
+            email: profile.email,
+        },
+    };
+    Ok((identity, expires_in))
+}
+
+/// Error text without URIs' user-info or request details.
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error as _;
+    let mut text = if e.is_connect() {
+        "connect failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    if let Some(src) = e.source() {
+        text.push_str(": ");
+        text.push_str(&src.to_string());
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &[u8] = include_bytes!("../../tests/data/seed_fetch_response.json");
+
+    fn key() -> SessionKey {
+        SessionKey::new("fa44b0c4-fb2d-43c3-bb65-345ad2a8be11", "")
+    }
+
+    #[test]
+    fn seed_answer_is_valid_with_its_identity() {
+        let Verdict::Valid {
+            identity,
+            expires_in,
+        } = classify_fetch(StatusCode::OK, SEED, &key()).unwrap()
+        else {
+            panic!("not valid")
+        };
+        assert_eq!(expires_in, Duration::from_secs(15));
+        assert_eq!(identity.profile_id, "518");
+        assert_eq!(identity.session_id, "b26e93f2-19bc-4473-95ed-db72bd1eb5f2");
+        assert_eq!(identity.permissions.len(), 36);
+        assert_eq!(identity.roles[0].code, "IID-INVESTOR");
+        assert_eq!(identity.locale.as_deref(), Some("en"));
+        assert_eq!(
+            identity.profile.name_ar.as_deref(),
+            Some("خديجه عبدالله يوسف ال على")
+        );
+        assert_eq!(identity.pii.eid.as_deref(), Some("784197910942578"));
+    }
+
+    #[test]
+    fn classification_table() {
+        let k = key();
+        let invalid = Ok(Verdict::Invalid {
+            reason: "idp_rejected",
+        });
+        assert_eq!(classify_fetch(StatusCode::UNAUTHORIZED, b"", &k), invalid);
+        assert_eq!(
+            classify_fetch(StatusCode::NOT_FOUND, b"whatever", &k),
+            invalid
+        );
+        assert_eq!(
+            classify_fetch(StatusCode::OK, br#"{"code":401,"desc":{"en":"x"}}"#, &k),
+            invalid
+        );
+        assert!(matches!(
+            classify_fetch(StatusCode::BAD_GATEWAY, b"", &k),
+            Err(IdpError::Unavailable(_))
+        ));
+        assert!(matches!(
+            classify_fetch(StatusCode::TOO_MANY_REQUESTS, b"", &k),
+            Err(IdpError::Unavailable(_))
+        ));
+        assert!(matches!(
+            classify_fetch(StatusCode::OK, b"<html>", &k),
+            Err(IdpError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            classify_fetch(StatusCode::OK, br#"{"code":0}"#, &k),
+            Err(IdpError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            classify_fetch(
+                StatusCode::OK,
+                br#"{"code":0,"data":{"selfProfile":[]}}"#,
+                &k
+            ),
+            Err(IdpError::BadAnswer(_))
+        ));
+        assert!(matches!(
+            classify_fetch(StatusCode::FORBIDDEN, b"", &k),
+            Err(IdpError::BadAnswer(_))
+        ));
+    }
+
+    #[test]
+    fn missing_or_negative_expiry_means_zero() {
+        let body = br#"{"code":0,"data":{"selfProfile":[{"profileId":"7"}],"expires_in":-3}}"#;
+        let Ok(Verdict::Valid {
+            expires_in,
+            identity,
+        }) = classify_fetch(StatusCode::OK, body, &key())
+        else {
+            panic!()
+        };
+        assert_eq!(expires_in, Duration::ZERO);
+        assert_eq!(identity.profile_id, "7");
+        assert_eq!(identity.session_id, key().id());
+    }
+}

@@ -1,0 +1,47 @@
+//! sessiongate: a reverse proxy that validates a session cookie against an
+//! identity provider's session API, caches the answer until the session
+//! expires, injects the user's identity as request headers and forwards the
+//! request upstream. Apps behind it never see an unauthenticated request on a
+//! protected route.
+//!
+//! # Request flow (see [`pipeline`])
+//! strip client `x-iid-*` headers -> strip hop-by-hop -> normalize path ->
+//! logout? -> route (longest prefix) -> public: forward | required: cookie ->
+//! cache, else IdP (coalesced) -> permissions/roles -> inject identity headers
+//! -> X-Forwarded-* -> forward, streaming.
+//!
+//! # Layout
+//! - [`cli`], `main.rs`: command line; the binary is thin.
+//! - [`config`]: TOML + env mirror, validated into runtime types.
+//! - [`app`]: wiring from config to a serving gateway.
+//! - [`server`]: accept loop shared by gateway, emulator and echo upstream.
+//! - [`pipeline`]: the request pipeline, in order, in one place.
+//! - [`error`]: every failure and its HTTP response, in one table.
+//! - [`session`]: cookies -> [`session::SessionKey`] (redacted).
+//! - [`cache`]: moka cache with per-entry TTL and coalesced misses.
+//! - [`idp`]: the [`idp::SessionProvider`] trait; [`idp::iid`] client and [`idp::wire`] types.
+//! - [`identity`]: normalized identity and the headers rendered from it.
+//! - [`routes`]: path normalization and the route table.
+//! - [`proxy`]: upstream client, hop-by-hop, X-Forwarded-*.
+//! - [`connector`]: outbound TCP/TLS.
+//! - [`emulator`]: IID-compatible session server; [`echo`]: demo/test upstream.
+//! - [`demo`]: the one-command demo; [`telemetry`]: logging.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod connector;
+pub mod demo;
+pub mod echo;
+pub mod emulator;
+pub mod error;
+pub mod identity;
+pub mod idp;
+pub mod pipeline;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod session;
+pub mod telemetry;

@@ -1,0 +1,134 @@
+//! Thin binary: cli -> config -> telemetry -> runtime -> run.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sessiongate::cli::{Cli, Command};
+use sessiongate::config::{Config, LogFormat};
+use sessiongate::{app, demo, emulator, telemetry};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None | Some(Command::Run) => run_gateway(&cli),
+        Some(Command::Check) => match Config::load(&cli.config_path()) {
+            Ok(cfg) => {
+                println!("{}", cfg.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", cli.config_path().display());
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Emulator {
+            listen,
+            ref users,
+            ref api_key,
+            expires_in,
+        }) => {
+            telemetry::init(LogFormat::Pretty, "info");
+            let users = match users {
+                Some(path) => match emulator::load_users(path) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => emulator::default_users(),
+            };
+            let cfg = emulator::EmulatorConfig {
+                api_key: api_key.clone(),
+                client_id: None,
+                expires_in,
+                users,
+            };
+            block_on(1, async move {
+                let listener = TcpListener::bind(listen).await?;
+                eprintln!(
+                    "IID emulator on http://{}{} (control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
+                    listener.local_addr()?,
+                    emulator::BASE_PATH
+                );
+                emulator::run(listener, emulator::Emulator::new(cfg), shutdown_signal()).await
+            })
+        }
+        Some(Command::Demo { listen, self_test }) => {
+            telemetry::init(LogFormat::Pretty, "warn");
+            block_on(0, demo::run(listen, self_test))
+        }
+    }
+}
+
+fn run_gateway(cli: &Cli) -> ExitCode {
+    let path = cli.config_path();
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(cfg.log.format, &cfg.log.level);
+    let workers = cfg.server.workers;
+    block_on(workers, async move {
+        let listener = TcpListener::bind(cfg.server.listen).await?;
+        app::run(cfg, listener, shutdown_signal())
+            .await
+            .map_err(std::io::Error::other)
+    })
+}
+
+/// Builds the runtime (`workers` = 0: one per core) and runs `fut` to completion.
+fn block_on<F, E>(workers: usize, fut: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received, draining");
+}

@@ -1,0 +1,387 @@
+//! The request pipeline, in the order every request goes through it. This is
+//! the one place the gateway's behaviour is assembled; each step says why it
+//! sits where it does.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, LOCATION, SET_COOKIE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use ipnet::IpNet;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::json;
+
+use crate::cache::{Cached, Fresh, Lookup, SessionCache};
+use crate::config::Config;
+use crate::error::{json_response, GatewayError};
+use crate::identity::{self, Authenticated};
+use crate::idp::{IdpError, SessionProvider, Verdict};
+use crate::proxy::{self, Forwarder, ResponseBody};
+use crate::routes::{self, Access, RouteTable};
+use crate::session::{self, CookieNames, Fingerprint, SessionCookie, SessionKey};
+
+/// Characters left as-is in `return_to` (RFC 3986 unreserved).
+const RETURN_TO_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Why the gateway could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// TLS client setup failed.
+    #[error("upstream client: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Everything a request needs, built once from the validated config.
+pub struct Gateway {
+    routes: RouteTable,
+    cache: SessionCache,
+    idp: Arc<dyn SessionProvider>,
+    forwarder: Forwarder,
+    cookies: CookieNames,
+    login_url: Option<String>,
+    logout_path: Box<str>,
+    trusted_proxies: Box<[IpNet]>,
+    max_header_bytes: usize,
+    include_pii: bool,
+}
+
+impl Gateway {
+    /// Assembles the gateway around a session provider.
+    pub fn new(cfg: &Config, idp: Arc<dyn SessionProvider>) -> Result<Self, BuildError> {
+        Ok(Self {
+            routes: RouteTable::new(&cfg.routes),
+            cache: SessionCache::new(&cfg.cache),
+            idp,
+            forwarder: Forwarder::new(&cfg.upstream)?,
+            cookies: CookieNames {
+                id: cfg.session.id_cookie.clone(),
+                token: cfg.session.token_cookie.clone(),
+            },
+            login_url: cfg.session.login_url.clone(),
+            logout_path: cfg.session.logout_path.as_str().into(),
+            trusted_proxies: cfg.server.trusted_proxies.clone().into(),
+            max_header_bytes: cfg.server.max_header_bytes,
+            include_pii: cfg.headers.include_pii,
+        })
+    }
+
+    /// The session cache, for metrics and tests.
+    pub fn cache(&self) -> &SessionCache {
+        &self.cache
+    }
+
+    /// Handles one request; never fails, every error becomes a response.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let (parts, body) = req.into_parts();
+        // Cheap clones (shared bytes) so the access log can name the request after it moved on.
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        let mut log = Outcome::default();
+        let resp = match self.process(parts, body, peer.ip(), &mut log).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                log.reason = Some(err.spec().reason);
+                if matches!(
+                    err,
+                    GatewayError::Idp(_)
+                        | GatewayError::UpstreamUnreachable(_)
+                        | GatewayError::UpstreamTimeout
+                ) {
+                    tracing::warn!(failure = err.spec().reason, error = %err, "request failed");
+                }
+                err.to_response().map(Either::Right)
+            }
+        };
+        tracing::debug!(
+            method = %method,
+            path = uri.path(),
+            route = log.route,
+            status = resp.status().as_u16(),
+            cache = log.lookup.map(Lookup::as_str),
+            reason = log.reason,
+            profile_id = log.auth.as_deref().map(|a| &*a.profile_id),
+            session = log.session.map(tracing::field::display),
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        resp
+    }
+
+    async fn process<'a>(
+        &'a self,
+        mut parts: Parts,
+        body: Incoming,
+        peer: IpAddr,
+        log: &mut Outcome<'a>,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        // 1. Oversized request heads are refused before any work is spent on them.
+        if head_size(&parts) > self.max_header_bytes {
+            return Err(GatewayError::HeadersTooLarge);
+        }
+
+        // 2. Anything identity-shaped the upstream sees must have been written by
+        //    the gateway: drop client copies first, on every route, public too.
+        identity::strip_identity_headers(&mut parts.headers);
+
+        // 3. Hop-by-hop headers go before identity headers are added, so a client
+        //    listing `x-iid-*` in `Connection` cannot get an injected one dropped.
+        proxy::remove_hop_by_hop(&mut parts.headers);
+
+        // 4. Route on the normalized path alone: the query and fragment never take
+        //    part, and ambiguous encodings are refused rather than guessed at.
+        let path = routes::normalize_path(parts.uri.path()).map_err(|e| {
+            tracing::debug!(error = %e, "path rejected");
+            GatewayError::BadRequest("path")
+        })?;
+
+        // 5. Logout is the gateway's own endpoint.
+        if *path == *self.logout_path {
+            return self.logout(&parts, log).await;
+        }
+
+        let route = self.routes.find(&path).ok_or(GatewayError::NoRoute)?;
+        log.route = Some(&route.prefix);
+
+        // 6. Authenticate and authorize required routes; public routes never touch the IdP.
+        if let Access::Required { permissions, roles } = &route.access {
+            let auth = match self.authenticate(&parts.headers, log).await {
+                Ok(auth) => auth,
+                Err(err @ (GatewayError::NoSession | GatewayError::InvalidSession)) => {
+                    return match self.login_redirect(&parts.headers, &path, parts.uri.query()) {
+                        Some(location) => {
+                            log.reason = Some(err.spec().reason);
+                            Ok(redirect(location))
+                        }
+                        None => Err(err),
+                    };
+                }
+                Err(err) => return Err(err),
+            };
+            log.auth = Some(Arc::clone(&auth));
+            if !auth.has_all_permissions(permissions) {
+                return Err(GatewayError::Forbidden("missing_permission"));
+            }
+            if !auth.has_any_role(roles) {
+                return Err(GatewayError::Forbidden("missing_role"));
+            }
+            // 7. Identity headers: written once at cache insert, cloned here.
+            auth.inject(&mut parts.headers);
+        }
+
+        // 8. X-Forwarded-*: replaced unless the peer is a trusted proxy.
+        let trusted = self.trusted_proxies.iter().any(|n| n.contains(&peer));
+        proxy::set_forwarded(&mut parts.headers, peer, trusted, "http");
+
+        // 9. Forward the normalized path (what the decision was made on) with the
+        //    query untouched; bodies stream both ways.
+        parts.uri = proxy::upstream_uri(&route.upstream, &path, parts.uri.query())?;
+        let resp = self
+            .forwarder
+            .send(Request::from_parts(parts, body))
+            .await?;
+        Ok(resp.map(Either::Left))
+    }
+
+    /// Cookie -> cache -> (IdP, coalesced) -> rendered identity.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        log: &mut Outcome<'_>,
+    ) -> Result<Arc<Authenticated>, GatewayError> {
+        let key = match session::read(headers, &self.cookies) {
+            SessionCookie::Absent => return Err(GatewayError::NoSession),
+            // Garbage never reaches the IdP: it cannot be a session.
+            SessionCookie::Malformed => return Err(GatewayError::InvalidSession),
+            SessionCookie::Present(key) => key,
+        };
+        log.session = Some(key.fingerprint());
+        let (cached, lookup) = self
+            .cache
+            .get_or_resolve(&key, self.resolve(&key))
+            .await
+            .map_err(|e| GatewayError::Idp((*e).clone()))?;
+        log.lookup = Some(lookup);
+        match cached {
+            Cached::Valid(auth) => Ok(auth),
+            Cached::Invalid => Err(GatewayError::InvalidSession),
+        }
+    }
+
+    /// One IdP call, rendered into what the cache stores.
+    async fn resolve(&self, key: &SessionKey) -> Result<Fresh, IdpError> {
+        match self.idp.fetch(key).await {
+            Ok(Verdict::Valid {
+                identity,
+                expires_in,
+            }) => {
+                let auth = Authenticated::render(&identity, self.include_pii)
+                    .map_err(|e| IdpError::BadAnswer(e.to_string()))?;
+                Ok(Fresh::Valid(Arc::new(auth), expires_in))
+            }
+            Ok(Verdict::Invalid { reason }) => {
+                tracing::debug!(session = %key.fingerprint(), reason, "session rejected by the IdP");
+                Ok(Fresh::Invalid)
+            }
+            Err(e) => {
+                tracing::warn!(session = %key.fingerprint(), failure = e.failure(), error = %e, "IdP call failed");
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the session here (at once) and at the IdP, and expires the cookies.
+    async fn logout(
+        &self,
+        parts: &Parts,
+        log: &mut Outcome<'_>,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        let mut remote = Ok(());
+        if let SessionCookie::Present(key) = session::read(&parts.headers, &self.cookies) {
+            log.session = Some(key.fingerprint());
+            // Revoke locally first: the cookie must stop working even if the IdP is down.
+            self.cache.revoke(&key).await;
+            remote = self.idp.logout(&key).await.map(|_| ());
+        }
+        let mut resp = match (remote, safe_return_to(parts.uri.query())) {
+            (Err(e), _) => GatewayError::Idp(e).to_response(),
+            (Ok(()), Some(location)) => redirect(location).map(|_| Full::new(Bytes::new())),
+            (Ok(()), None) => json_response(
+                StatusCode::OK,
+                &json!({
+                    "code": 0,
+                    "desc": {"en": "Logged out", "ar": "تم تسجيل الخروج"},
+                    "errors": null,
+                    "data": {"success": true},
+                }),
+            ),
+        };
+        // Cookies are expired whatever the IdP said: the browser must not keep a dead session.
+        for name in [&self.cookies.id, &self.cookies.token] {
+            if name.is_empty() {
+                continue;
+            }
+            let cookie = format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().append(SET_COOKIE, v);
+            }
+        }
+        Ok(resp.map(Either::Right))
+    }
+
+    /// Browsers (Accept: text/html) go to the login page with a `return_to`
+    /// that is always a path on this host.
+    fn login_redirect(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<HeaderValue> {
+        let login = self.login_url.as_deref()?;
+        let wants_html = headers
+            .get_all(ACCEPT)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")));
+        if !wants_html {
+            return None;
+        }
+        // `path` is normalized: it starts with exactly one '/', so it cannot
+        // be read as a scheme-relative URL to another host.
+        let target = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        let sep = if login.contains('?') { '&' } else { '?' };
+        let location = format!(
+            "{login}{sep}return_to={}",
+            utf8_percent_encode(&target, RETURN_TO_ENCODE)
+        );
+        HeaderValue::from_str(&location).ok()
+    }
+}
+
+/// What the access log records about a request.
+/// Filled in as the request moves along, so recording it costs no allocation.
+#[derive(Default)]
+struct Outcome<'a> {
+    route: Option<&'a str>,
+    lookup: Option<Lookup>,
+    reason: Option<&'static str>,
+    auth: Option<Arc<Authenticated>>,
+    session: Option<Fingerprint>,
+}
+
+fn redirect(location: HeaderValue) -> Response<ResponseBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+    *resp.status_mut() = StatusCode::FOUND;
+    resp.headers_mut().insert(LOCATION, location);
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+/// `return_to` from a query string, only if it is a path on this host:
+/// starts with one '/', no '\\', no whitespace or control characters
+/// (browsers drop tabs and newlines, turning `/\t/evil` into `//evil`).
+fn safe_return_to(query: Option<&str>) -> Option<HeaderValue> {
+    let raw = query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("return_to="))?;
+    let plus_decoded = raw.replace('+', " ");
+    let decoded = percent_decode_str(&plus_decoded).decode_utf8().ok()?;
+    let ok = decoded.starts_with('/')
+        && !decoded.starts_with("//")
+        && !decoded.contains('\\')
+        && decoded.chars().all(|c| c.is_ascii_graphic());
+    if !ok {
+        return None;
+    }
+    HeaderValue::from_str(&decoded).ok()
+}
+
+/// Request line plus headers, as counted against `server.max_header_bytes`.
+fn head_size(parts: &Parts) -> usize {
+    let line = parts.method.as_str().len()
+        + parts.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + 12;
+    parts
+        .headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_to_only_allows_local_paths() {
+        let ok = |q: &str| safe_return_to(Some(q)).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            ok("return_to=%2Fhome%3Fa%3D1").as_deref(),
+            Some("/home?a=1")
+        );
+        assert_eq!(ok("x=1&return_to=/bye").as_deref(), Some("/bye"));
+        for bad in [
+            "return_to=https://evil.example",
+            "return_to=//evil.example",
+            "return_to=%2F%2Fevil.example",
+            "return_to=/%5Cevil.example",
+            "return_to=/%09/evil.example",
+            "return_to=evil",
+            "other=1",
+        ] {
+            assert_eq!(ok(bad), None, "{bad}");
+        }
+    }
+}
