@@ -720,10 +720,7 @@ impl RawConfig {
                 }
             };
             if auth == Auth::Public && (!r.permissions.is_empty() || !r.roles.is_empty()) {
-                p.push(
-                    &key,
-                    "a public route cannot require permissions or roles",
-                );
+                p.push(&key, "a public route cannot require permissions or roles");
             }
             for (field, list) in [("permissions", &r.permissions), ("roles", &r.roles)] {
                 if list.iter().any(|v| v.is_empty() || v.contains(',')) {

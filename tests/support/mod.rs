@@ -1,0 +1,414 @@
+//! Test harness: the real gateway, the IID emulator and the echo upstream,
+//! each a real server on 127.0.0.1:0, talking HTTP over loopback.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use sessiongate::config::Config;
+use sessiongate::emulator::{self, Emulator, EmulatorConfig};
+use sessiongate::pipeline::Gateway;
+use sessiongate::{app, echo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// API key the harness' emulator demands and the gateway sends.
+pub const API_KEY: &str = "test-api-key";
+
+/// Routes used unless a test replaces them (`{up}` is the upstream address).
+pub const DEFAULT_ROUTES: &str = r#"
+[[routes]]
+prefix = "/public/"
+upstream = "http://{up}"
+auth = "public"
+
+[[routes]]
+prefix = "/admin/"
+upstream = "http://{up}"
+permissions = ["P2001", "P2002"]
+
+[[routes]]
+prefix = "/org/"
+upstream = "http://{up}"
+roles = ["IID-ESTABLISHMENT-ADMIN", "SOME-OTHER-ROLE"]
+
+[[routes]]
+prefix = "/"
+upstream = "http://{up}"
+"#;
+
+/// Profile ids shipped in config/users.json.
+pub mod users {
+    /// The seed's investor (36 permissions, role IID-INVESTOR).
+    pub const INVESTOR: &str = "518";
+    /// Arabic-locale individual.
+    pub const ARABIC: &str = "1001";
+    /// Establishment admin: P2001, P2002, role IID-ESTABLISHMENT-ADMIN.
+    pub const ESTABLISHMENT_ADMIN: &str = "7001";
+    /// No permissions, no roles.
+    pub const NO_ACCESS: &str = "9001";
+}
+
+/// How to build a harness.
+pub struct Builder {
+    sections: BTreeMap<String, Vec<String>>,
+    routes: String,
+    idp_base_url: Option<String>,
+    upstream: Option<SocketAddr>,
+    session_secs: u64,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            sections: BTreeMap::new(),
+            routes: DEFAULT_ROUTES.to_string(),
+            idp_base_url: None,
+            upstream: None,
+            session_secs: 600,
+        }
+    }
+}
+
+impl Builder {
+    /// Adds `key = value` lines (raw TOML) to `[section]`, e.g. `set("cache", "max_ttl = \"2s\"")`.
+    pub fn set(mut self, section: &str, line: &str) -> Self {
+        self.sections
+            .entry(section.to_string())
+            .or_default()
+            .push(line.to_string());
+        self
+    }
+
+    /// Replaces the routes; `{up}` stands for the echo upstream's address.
+    pub fn routes(mut self, toml: &str) -> Self {
+        self.routes = toml.to_string();
+        self
+    }
+
+    /// Points the gateway's IdP client somewhere other than the emulator.
+    pub fn idp_base_url(mut self, url: &str) -> Self {
+        self.idp_base_url = Some(url.to_string());
+        self
+    }
+
+    /// Points routes at this address instead of the echo upstream.
+    pub fn upstream(mut self, addr: SocketAddr) -> Self {
+        self.upstream = Some(addr);
+        self
+    }
+
+    /// Lifetime of sessions the emulator creates by default.
+    pub fn session_secs(mut self, secs: u64) -> Self {
+        self.session_secs = secs;
+        self
+    }
+
+    /// Starts emulator, upstream and gateway.
+    pub async fn start(self) -> Harness {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        let (stop_tx2, stop_rx2) = oneshot::channel::<()>();
+        let (stop_tx3, stop_rx3) = oneshot::channel::<()>();
+
+        let idp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let idp = idp_listener.local_addr().unwrap();
+        let emulator = Emulator::new(EmulatorConfig {
+            api_key: API_KEY.into(),
+            client_id: None,
+            expires_in: self.session_secs,
+            users: emulator::default_users(),
+        });
+        tokio::spawn(emulator::run(
+            idp_listener,
+            Arc::clone(&emulator),
+            async move {
+                let _ = stop_rx2.await;
+            },
+        ));
+
+        let up_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let echo_addr = up_listener.local_addr().unwrap();
+        tokio::spawn(echo::run(up_listener, async move {
+            let _ = stop_rx3.await;
+        }));
+        let upstream = self.upstream.unwrap_or(echo_addr);
+
+        let base_url = self
+            .idp_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{idp}{}", emulator::BASE_PATH));
+        let mut toml = String::new();
+        let mut sections = self.sections;
+        let idp_lines = sections.entry("idp".into()).or_default();
+        idp_lines.insert(0, format!("base_url = \"{base_url}\""));
+        idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
+        let server_lines = sections.entry("server".into()).or_default();
+        server_lines.insert(0, "listen = \"127.0.0.1:0\"".into());
+        for (section, lines) in &sections {
+            toml.push_str(&format!("[{section}]\n{}\n", lines.join("\n")));
+        }
+        toml.push_str(&self.routes.replace("{up}", &upstream.to_string()));
+        let config = Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway_addr = listener.local_addr().unwrap();
+        let gateway = app::build_gateway(&config).unwrap();
+        let serving = Arc::clone(&gateway);
+        tokio::spawn(async move { app::serve(&config, serving, listener, stop).await });
+
+        Harness {
+            addr: gateway_addr,
+            upstream,
+            echo: echo_addr,
+            idp,
+            emulator,
+            gateway,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            _stops: vec![stop_tx, stop_tx2, stop_tx3],
+        }
+    }
+}
+
+/// A running gateway with its peers; everything stops when dropped.
+pub struct Harness {
+    /// Gateway address.
+    pub addr: SocketAddr,
+    /// Where routes point.
+    pub upstream: SocketAddr,
+    /// The echo upstream (even when routes point elsewhere).
+    pub echo: SocketAddr,
+    /// Emulator address.
+    pub idp: SocketAddr,
+    /// Emulator state: create sessions, read call counts, inject faults.
+    pub emulator: Arc<Emulator>,
+    /// The gateway itself (cache introspection).
+    pub gateway: Arc<Gateway>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+/// A response as seen by the client.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Whole body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Body as JSON (panics with the body text if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// For echo answers: the values the upstream received for header `name`.
+    pub fn upstream_header(&self, name: &str) -> Option<Vec<String>> {
+        let v = self.json();
+        v["headers"].get(name).map(|vals| {
+            vals.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        })
+    }
+
+    /// For echo answers: every header name the upstream received.
+    pub fn upstream_header_names(&self) -> Vec<String> {
+        self.json()["headers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// For echo answers: the request target the upstream received.
+    pub fn upstream_uri(&self) -> String {
+        self.json()["uri"].as_str().unwrap().to_string()
+    }
+
+    /// For gateway errors: `errors[0].reason`.
+    pub fn reason(&self) -> String {
+        self.json()["errors"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// True if the echo upstream produced this answer.
+    pub fn from_upstream(&self) -> bool {
+        self.headers.contains_key("x-echo")
+    }
+}
+
+impl Harness {
+    /// Default harness.
+    pub async fn start() -> Harness {
+        Builder::default().start().await
+    }
+
+    /// Customizable harness.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// `http://gateway{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Logs `profile` in at the emulator; returns the Cookie header value.
+    pub fn login(&self, profile: &str) -> String {
+        let s = self
+            .emulator
+            .create_session(profile, None)
+            .expect("user exists");
+        format!(
+            "iid_session_id={}; iid_session_token={}",
+            s.session_id, s.session_token
+        )
+    }
+
+    /// Logs in with an explicit lifetime.
+    pub fn login_for(&self, profile: &str, secs: u64) -> String {
+        let s = self
+            .emulator
+            .create_session(profile, Some(secs))
+            .expect("user exists");
+        format!(
+            "iid_session_id={}; iid_session_token={}",
+            s.session_id, s.session_token
+        )
+    }
+
+    /// IdP fetch calls so far.
+    pub fn idp_fetches(&self) -> u64 {
+        self.emulator.stats().fetch
+    }
+
+    /// GET through the gateway.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request(Method::GET, path, headers, Bytes::new()).await
+    }
+
+    /// Any request through the gateway, whole body in and out.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .client
+            .request(req.body(Full::new(body)).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    /// Sends raw bytes on a fresh connection and returns everything read
+    /// until the server closes (send `Connection: close`). For requests a
+    /// well-behaved client library would refuse to produce.
+    pub async fn raw(&self, request: &[u8]) -> String {
+        raw_exchange(self.addr, request).await
+    }
+}
+
+/// Raw HTTP/1.1 exchange with any server; see [`Harness::raw`].
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Status code of a raw HTTP response.
+pub fn raw_status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+/// Polls `cond` every 50 ms until it holds or `deadline` passes; returns whether it held.
+pub async fn eventually<F, Fut>(deadline: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP server that answers every request with `response` verbatim (for
+/// IdPs that answer garbage or hang).
+pub async fn canned_server(response: &'static [u8], delay: Duration) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(delay).await;
+                let _ = s.write_all(response).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// An address nothing listens on (bound, then released).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a
+}
+
+/// FNV-1a of `data`, as the echo upstream reports it.
+pub fn fnv_hex(data: &[u8]) -> String {
+    format!("{:016x}", echo::fnv1a64(data, echo::FNV_OFFSET))
+}
