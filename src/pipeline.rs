@@ -116,6 +116,7 @@ impl Gateway {
         resp
     }
 
+    /// Admission, then forwarding: the only I/O on the way is the IdP call.
     async fn process<'a>(
         &'a self,
         mut parts: Parts,
@@ -123,8 +124,29 @@ impl Gateway {
         peer: IpAddr,
         log: &mut Outcome<'a>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
+        match self.admit(&mut parts, peer, log).await? {
+            Admission::Respond(resp) => Ok(resp.map(Either::Right)),
+            Admission::Forward => {
+                let resp = self
+                    .forwarder
+                    .send(Request::from_parts(parts, body))
+                    .await?;
+                Ok(resp.map(Either::Left))
+            }
+        }
+    }
+
+    /// Every decision about a request, and the rewrite of its head for the
+    /// upstream. Separate from forwarding so the whole decision path can be
+    /// measured and tested without sockets.
+    pub async fn admit<'a>(
+        &'a self,
+        parts: &mut Parts,
+        peer: IpAddr,
+        log: &mut Outcome<'a>,
+    ) -> Result<Admission, GatewayError> {
         // 1. Oversized request heads are refused before any work is spent on them.
-        if head_size(&parts) > self.max_header_bytes {
+        if head_size(parts) > self.max_header_bytes {
             return Err(GatewayError::HeadersTooLarge);
         }
 
@@ -145,7 +167,7 @@ impl Gateway {
 
         // 5. Logout is the gateway's own endpoint.
         if *path == *self.logout_path {
-            return self.logout(&parts, log).await;
+            return self.logout(parts, log).await.map(Admission::Respond);
         }
 
         let route = self.routes.find(&path).ok_or(GatewayError::NoRoute)?;
@@ -159,7 +181,7 @@ impl Gateway {
                     return match self.login_redirect(&parts.headers, &path, parts.uri.query()) {
                         Some(location) => {
                             log.reason = Some(err.spec().reason);
-                            Ok(redirect(location))
+                            Ok(Admission::Respond(redirect(location)))
                         }
                         None => Err(err),
                     };
@@ -183,12 +205,9 @@ impl Gateway {
 
         // 9. Forward the normalized path (what the decision was made on) with the
         //    query untouched; bodies stream both ways.
-        parts.uri = proxy::upstream_uri(&route.upstream, &path, parts.uri.query())?;
-        let resp = self
-            .forwarder
-            .send(Request::from_parts(parts, body))
-            .await?;
-        Ok(resp.map(Either::Left))
+        let uri = proxy::upstream_uri(&route.upstream, &path, parts.uri.query())?;
+        parts.uri = uri;
+        Ok(Admission::Forward)
     }
 
     /// Cookie -> cache -> (IdP, coalesced) -> rendered identity.
@@ -243,7 +262,7 @@ impl Gateway {
         &self,
         parts: &Parts,
         log: &mut Outcome<'_>,
-    ) -> Result<Response<ResponseBody>, GatewayError> {
+    ) -> Result<Response<Full<Bytes>>, GatewayError> {
         let mut remote = Ok(());
         if let SessionCookie::Present(key) = session::read(&parts.headers, &self.cookies) {
             log.session = Some(key.fingerprint());
@@ -253,7 +272,7 @@ impl Gateway {
         }
         let mut resp = match (remote, safe_return_to(parts.uri.query())) {
             (Err(e), _) => GatewayError::Idp(e).to_response(),
-            (Ok(()), Some(location)) => redirect(location).map(|_| Full::new(Bytes::new())),
+            (Ok(()), Some(location)) => redirect(location),
             (Ok(()), None) => json_response(
                 StatusCode::OK,
                 &json!({
@@ -274,7 +293,7 @@ impl Gateway {
                 resp.headers_mut().append(SET_COOKIE, v);
             }
         }
-        Ok(resp.map(Either::Right))
+        Ok(resp)
     }
 
     /// Browsers (Accept: text/html) go to the login page with a `return_to`
@@ -308,10 +327,19 @@ impl Gateway {
     }
 }
 
-/// What the access log records about a request.
-/// Filled in as the request moves along, so recording it costs no allocation.
+/// What admission decided: forward the rewritten request, or answer it here.
+#[derive(Debug)]
+pub enum Admission {
+    /// The request head is rewritten for the upstream; send it.
+    Forward,
+    /// The gateway answers itself (logout, login redirect).
+    Respond(Response<Full<Bytes>>),
+}
+
+/// What the access log records about a request, filled in as it moves along
+/// so recording it costs no allocation.
 #[derive(Default)]
-struct Outcome<'a> {
+pub struct Outcome<'a> {
     route: Option<&'a str>,
     lookup: Option<Lookup>,
     reason: Option<&'static str>,
@@ -319,8 +347,8 @@ struct Outcome<'a> {
     session: Option<Fingerprint>,
 }
 
-fn redirect(location: HeaderValue) -> Response<ResponseBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+fn redirect(location: HeaderValue) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::FOUND;
     resp.headers_mut().insert(LOCATION, location);
     resp.headers_mut().insert(
