@@ -689,13 +689,17 @@ impl RawConfig {
                     ),
                 );
             }
-            if routes.iter().any(|o| o.prefix == r.prefix) {
+            let canonical = crate::routes::canonical_prefix(&r.prefix);
+            if routes
+                .iter()
+                .any(|o| crate::routes::canonical_prefix(&o.prefix) == canonical)
+            {
                 p.push(
                     &format!("{key}.prefix"),
                     format_args!("{:?} is listed twice", r.prefix),
                 );
             }
-            if r.prefix == session.logout_path {
+            if canonical == crate::routes::canonical_prefix(&session.logout_path) {
                 p.push(
                     &format!("{key}.prefix"),
                     "equals session.logout_path, which the gateway answers itself",

@@ -68,7 +68,7 @@ impl RouteTable {
         let mut routes: Vec<Route> = configs
             .iter()
             .map(|r| Route {
-                prefix: r.prefix.as_str().into(),
+                prefix: canonical_prefix(&r.prefix).into(),
                 upstream: Arc::new(r.upstream.clone()),
                 access: match r.auth {
                     Auth::Public => Access::Public,
@@ -86,18 +86,26 @@ impl RouteTable {
     }
 
     /// The longest route whose prefix matches `path` on a segment boundary:
-    /// `/api` matches `/api` and `/api/x`, never `/apix`; `/public/` matches
-    /// everything below it.
+    /// `/api` (or `/api/`) matches `/api`, `/api/` and `/api/x`, never `/apix`.
     pub fn find(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
     }
 }
 
+/// A route prefix without its trailing slash (except `/` itself). A trailing
+/// slash must not leave the bare path (`/admin` for `/admin/`) to a less
+/// protected route, since many servers treat the two alike.
+pub fn canonical_prefix(prefix: &str) -> &str {
+    match prefix.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    }
+}
+
 fn prefix_matches(prefix: &str, path: &str) -> bool {
-    path.starts_with(prefix)
-        && (prefix.ends_with('/')
-            || path.len() == prefix.len()
-            || path.as_bytes()[prefix.len()] == b'/')
+    prefix == "/"
+        || (path.starts_with(prefix)
+            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
 }
 
 /// Normalizes a request path; borrows when it is already canonical, which is
@@ -280,8 +288,11 @@ mod tests {
     #[test]
     fn longest_prefix_on_segment_boundaries() {
         let t = table();
-        assert_eq!(&*t.find("/public/x").unwrap().prefix, "/public/");
-        assert_eq!(&*t.find("/public").unwrap().prefix, "/");
+        assert_eq!(&*t.find("/public/x").unwrap().prefix, "/public");
+        assert_eq!(&*t.find("/public/").unwrap().prefix, "/public");
+        // The bare path belongs to the route too, not to the catch-all.
+        assert_eq!(&*t.find("/public").unwrap().prefix, "/public");
+        assert_eq!(&*t.find("/publicx").unwrap().prefix, "/");
         assert_eq!(&*t.find("/api").unwrap().prefix, "/api");
         assert_eq!(&*t.find("/api/v1").unwrap().prefix, "/api");
         assert_eq!(&*t.find("/apix").unwrap().prefix, "/");

@@ -1,0 +1,373 @@
+//! The real binary: `check` (valid, invalid, missing configs and environment
+//! overrides), `demo --self-test`, and `run` serving a config end to end.
+// Helpers outside #[test] fns unwrap too; `from_upstream` in the shared harness
+// trips wrong_self_convention.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::wrong_self_convention
+)]
+
+mod support;
+
+use std::fs::File;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+
+/// Upper bound for any one process run; only reached if something hangs.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The binary with a clean slate: no inherited `SESSIONGATE_*` settings,
+/// run from the package root.
+fn sessiongate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SESSIONGATE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn shipped_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sessiongate.toml")
+}
+
+/// A file in the temp dir, unique per test process and call, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(stem: &str, ext: &str, contents: &str) -> TempFile {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "sessiongate-cli-{}-{}-{stem}.{ext}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Kills the child (by its own handle) if the test ends while it runs.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` to completion, failing the test if it takes longer than the deadline.
+fn finish(mut cmd: Command) -> Finished {
+    let mut child = Running(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Drain both pipes while waiting, so a chatty child cannot block on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = drain(Box::new(child.0.stdout.take().unwrap()));
+    let err = drain(Box::new(child.0.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < PROCESS_DEADLINE,
+            "{cmd:?} still running after {PROCESS_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Finished {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_config_with_a_one_line_summary() {
+    let mut cmd = sessiongate();
+    cmd.arg("check").arg("--config").arg(shipped_config());
+    let out = finish(cmd);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    assert!(lines[0].starts_with("ok:"), "{}", lines[0]);
+    assert!(lines[0].contains("2 routes"), "{}", lines[0]);
+    assert!(lines[0].contains("embedded emulator"), "{}", lines[0]);
+}
+
+#[test]
+fn check_names_an_unknown_key() {
+    let cfg = TempFile::new(
+        "typo",
+        "toml",
+        "[cache]\nmax_tll = \"1m\"\n\n[[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n",
+    );
+    let mut cmd = sessiongate();
+    cmd.arg("check").arg("--config").arg(&cfg.0);
+    let out = finish(cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(out.stderr.contains("cache.max_tll"), "{}", out.stderr);
+}
+
+#[test]
+fn check_names_every_invalid_value_at_once() {
+    let cfg = TempFile::new(
+        "invalid",
+        "toml",
+        "[cache]\nmax_ttl = \"forever\"\n\n[[routes]]\nprefix = \"/\"\nupstream = \"ftp://127.0.0.1/x\"\n",
+    );
+    let mut cmd = sessiongate();
+    cmd.arg("check").arg("--config").arg(&cfg.0);
+    let out = finish(cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    for key in ["cache.max_ttl", "routes[0].upstream"] {
+        assert!(
+            out.stderr.contains(key),
+            "{key} missing in:\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn check_fails_on_a_missing_file() {
+    let missing = std::env::temp_dir().join(format!(
+        "sessiongate-cli-{}-does-not-exist.toml",
+        std::process::id()
+    ));
+    let mut cmd = sessiongate();
+    cmd.arg("check").arg("--config").arg(&missing);
+    let out = finish(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn environment_overrides_apply_to_the_child_process() {
+    // A typed value that must still be read as a string, and a visible change.
+    let mut cmd = sessiongate();
+    cmd.arg("check")
+        .arg("--config")
+        .arg(shipped_config())
+        .env("SESSIONGATE_IDP__API_KEY", "12345")
+        .env("SESSIONGATE_CACHE__MAX_TTL", "7m");
+    let out = finish(cmd);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("max_ttl 7m"), "{}", out.stdout);
+
+    // A bad override is named by its key.
+    let mut cmd = sessiongate();
+    cmd.arg("check")
+        .arg("--config")
+        .arg(shipped_config())
+        .env("SESSIONGATE_CACHE__MAX_TTL", "forever");
+    let out = finish(cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("cache.max_ttl"), "{}", out.stderr);
+
+    // SESSIONGATE_CONFIG names the file when --config is absent.
+    let mut cmd = sessiongate();
+    cmd.current_dir(std::env::temp_dir())
+        .arg("check")
+        .env("SESSIONGATE_CONFIG", shipped_config());
+    let out = finish(cmd);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.starts_with("ok:"), "{}", out.stdout);
+}
+
+#[test]
+fn demo_self_test_passes() {
+    let mut cmd = sessiongate();
+    cmd.args(["demo", "--listen", "127.0.0.1:0", "--self-test"]);
+    let out = finish(cmd);
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("demo self-test passed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("curl ")),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("[FAIL]"), "{}", out.stdout);
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_the_config_it_is_given() {
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo: SocketAddr = up.local_addr().unwrap();
+    tokio::spawn(sessiongate::echo::run(up, std::future::pending()));
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let get = |gw: SocketAddr, path: &str| {
+        let req = Request::get(format!("http://{gw}{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let resp = client.request(req).await.ok()?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.ok()?.to_bytes();
+            Some((parts, body))
+        }
+    };
+
+    // The free port may be taken by someone else before the child binds it:
+    // then the child exits at once and another port is tried.
+    let mut attempt = 0;
+    let (gw, mut child, log, _cfg, (parts, body)) = 'start: loop {
+        attempt += 1;
+        let gw = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let cfg = TempFile::new(
+            "run",
+            "toml",
+            &format!(
+                r#"
+[server]
+listen = "{gw}"
+shutdown_grace = "5s"
+
+[idp]
+emulate = true
+
+[log]
+level = "warn"
+
+[[routes]]
+prefix = "/public/"
+upstream = "http://{echo}"
+auth = "public"
+
+[[routes]]
+prefix = "/"
+upstream = "http://{echo}"
+"#
+            ),
+        );
+        let log = TempFile::new("run", "log", "");
+        let log_file = File::create(&log.0).unwrap();
+        let mut cmd = sessiongate();
+        cmd.arg("--config")
+            .arg(&cfg.0)
+            .arg("run")
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        let mut child = Running(cmd.spawn().unwrap());
+
+        // Wait for the listener: the child needs a moment to start.
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                let text = std::fs::read_to_string(&log.0).unwrap_or_default();
+                if attempt < 3 && text.contains("in use") {
+                    continue 'start;
+                }
+                panic!("sessiongate exited early ({status}):\n{text}");
+            }
+            if let Some(answer) = get(gw, "/public/x").await {
+                break 'start (gw, child, log, cfg, answer);
+            }
+            assert!(
+                started.elapsed() < PROCESS_DEADLINE,
+                "sessiongate never answered on {gw}:\n{}",
+                std::fs::read_to_string(&log.0).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let log_text = || std::fs::read_to_string(&log.0).unwrap_or_default();
+    assert_eq!(parts.status, 200, "{body:?}");
+    assert!(
+        parts.headers.contains_key("x-echo"),
+        "not from the upstream"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["uri"], "/public/x");
+
+    let (parts, body) = get(gw, "/private").await.expect("gateway answers");
+    assert_eq!(parts.status, 401, "{body:?}");
+    assert!(!parts.headers.contains_key("x-echo"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["errors"][0]["reason"], "no_session");
+
+    // SIGTERM (sent to this child's pid only) drains and exits cleanly.
+    #[cfg(unix)]
+    {
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < PROCESS_DEADLINE,
+                "no exit after SIGTERM:\n{}",
+                log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(status.success(), "{status}:\n{}", log_text());
+    }
+}
