@@ -41,6 +41,54 @@ pub enum Command {
     },
     /// Validate a config file and print a one-line summary.
     Check,
+    /// Drive load at a URL and report throughput and latency percentiles.
+    Loadtest {
+        /// Target, e.g. http://127.0.0.1:8080/api/x.
+        #[arg(long)]
+        url: String,
+        /// Cookie sent on every request, NAME=VALUE (repeatable).
+        #[arg(long = "cookie")]
+        cookies: Vec<String>,
+        /// File with one Cookie header value per line (one session each), used in turn.
+        #[arg(long)]
+        sessions: Option<PathBuf>,
+        /// Use each line of --sessions at most once, then stop.
+        #[arg(long)]
+        once: bool,
+        /// Concurrent connections (HTTP/1.1) or streams (--http2).
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// How long to send, e.g. 10s.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Open loop at this many requests/s (latency from when each request was due).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Stop after this many requests.
+        #[arg(long)]
+        requests: Option<u64>,
+        /// HTTP/2 with prior knowledge (h2c).
+        #[arg(long)]
+        http2: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress lines.
+        #[arg(long)]
+        quiet: bool,
+        /// Runtime worker threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Run the built-in echo upstream (for benchmarks and trying routes out).
+    Upstream {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        /// Runtime worker threads (0 = one per core).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Start gateway + emulator + echo upstream on loopback and print curl commands.
     Demo {
         /// Gateway address; falls back to a free port if this one is taken.

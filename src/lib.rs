@@ -25,7 +25,7 @@
 //! - [`proxy`]: upstream client, hop-by-hop, X-Forwarded-*.
 //! - [`connector`]: outbound TCP/TLS.
 //! - [`emulator`]: IID-compatible session server; [`echo`]: demo/test upstream.
-//! - [`demo`]: the one-command demo; [`telemetry`]: logging.
+//! - [`demo`]: the one-command demo; [`loadtest`]: the load generator; [`telemetry`]: logging.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -39,6 +39,7 @@ pub mod emulator;
 pub mod error;
 pub mod identity;
 pub mod idp;
+pub mod loadtest;
 pub mod pipeline;
 pub mod proxy;
 pub mod routes;

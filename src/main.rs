@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use sessiongate::cli::{Cli, Command};
 use sessiongate::config::{Config, LogFormat};
-use sessiongate::{app, demo, emulator, telemetry};
+use sessiongate::{app, demo, echo, emulator, loadtest, telemetry};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
@@ -56,6 +56,72 @@ fn main() -> ExitCode {
                 emulator::run(listener, emulator::Emulator::new(cfg), shutdown_signal()).await
             })
         }
+        Some(Command::Loadtest {
+            ref url,
+            ref cookies,
+            ref sessions,
+            once,
+            connections,
+            duration,
+            rate,
+            requests,
+            http2,
+            json,
+            quiet,
+            threads,
+        }) => {
+            let url = match url.parse() {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("--url: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let sessions = match sessions {
+                Some(path) => match std::fs::read_to_string(path) {
+                    Ok(text) => text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from)
+                        .collect(),
+                    Err(e) => {
+                        eprintln!("--sessions {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => Vec::new(),
+            };
+            let spec = loadtest::LoadSpec {
+                url,
+                cookies: cookies.clone(),
+                sessions,
+                once,
+                connections,
+                duration,
+                rate,
+                requests,
+                http2,
+                progress: !quiet,
+            };
+            block_on(threads, async move {
+                let report = loadtest::run(spec).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", loadtest::render_table(&report));
+                }
+                Ok::<_, loadtest::LoadError>(())
+            })
+        }
+        Some(Command::Upstream { listen, threads }) => block_on(threads, async move {
+            let listener = TcpListener::bind(listen).await?;
+            eprintln!("echo upstream on http://{}", listener.local_addr()?);
+            echo::run(listener, shutdown_signal()).await
+        }),
         Some(Command::Demo { listen, self_test }) => {
             telemetry::init(LogFormat::Pretty, "warn");
             block_on(0, demo::run(listen, self_test))
