@@ -88,6 +88,9 @@ pub enum Command {
         /// Runtime worker threads (0 = one per core).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Answer `ok` to every path instead of echoing (fastest; for benchmarks).
+        #[arg(long)]
+        plain: bool,
     },
     /// Start gateway + emulator + echo upstream on loopback and print curl commands.
     Demo {

@@ -117,10 +117,18 @@ fn main() -> ExitCode {
                 Ok::<_, loadtest::LoadError>(())
             })
         }
-        Some(Command::Upstream { listen, threads }) => block_on(threads, async move {
+        Some(Command::Upstream {
+            listen,
+            threads,
+            plain,
+        }) => block_on(threads, async move {
             let listener = TcpListener::bind(listen).await?;
             eprintln!("echo upstream on http://{}", listener.local_addr()?);
-            echo::run(listener, shutdown_signal()).await
+            if plain {
+                echo::run_plain(listener, shutdown_signal()).await
+            } else {
+                echo::run(listener, shutdown_signal()).await
+            }
         }),
         Some(Command::Demo { listen, self_test }) => {
             telemetry::init(LogFormat::Pretty, "warn");
