@@ -143,7 +143,7 @@ fn steps(c: &mut Criterion) {
     g.bench_function("strip_identity_headers_clean", |b| {
         b.iter_batched_ref(
             || headers.clone(),
-            |h| identity::strip_identity_headers(h),
+            identity::strip_identity_headers,
             BatchSize::SmallInput,
         )
     });
@@ -153,7 +153,7 @@ fn steps(c: &mut Criterion) {
     g.bench_function("strip_identity_headers_spoofed", |b| {
         b.iter_batched_ref(
             || spoofed.clone(),
-            |h| identity::strip_identity_headers(h),
+            identity::strip_identity_headers,
             BatchSize::SmallInput,
         )
     });

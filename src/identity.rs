@@ -129,18 +129,18 @@ pub struct RenderError {
     pub why: &'static str,
 }
 
-/// What the gateway keeps per valid session: the authorization facts and
-/// the ready-made headers.
+/// What the gateway keeps per valid session: the identity headers, rendered
+/// once. Authorization reads the same comma lists the upstream receives, so
+/// a session costs one allocation per header and nothing else.
 #[derive(Debug)]
 pub struct Authenticated {
-    /// For logs and access records.
-    pub profile_id: Box<str>,
-    /// Sorted for binary search during authorization.
-    permissions: Box<[Box<str>]>,
-    /// Sorted role codes.
-    roles: Box<[Box<str>]>,
-    /// Injected as-is on every request of the session.
-    headers: Box<[(HeaderName, HeaderValue)]>,
+    session_id: HeaderValue,
+    profile_id: HeaderValue,
+    permissions: HeaderValue,
+    roles: HeaderValue,
+    locale: Option<HeaderValue>,
+    authority_type: Option<HeaderValue>,
+    user_context: HeaderValue,
 }
 
 impl Authenticated {
@@ -153,62 +153,71 @@ impl Authenticated {
         for r in &identity.roles {
             check_item("userRoles.code", &r.code)?;
         }
-        let mut headers = Vec::with_capacity(7);
-        headers.push((H_SESSION_ID, ascii("sessionId", &identity.session_id)?));
-        headers.push((H_PROFILE_ID, ascii("profileId", &identity.profile_id)?));
-        headers.push((
-            H_PERMISSIONS,
-            ascii("userPermissions", &identity.permissions.join(","))?,
-        ));
         let roles: Vec<&str> = identity.roles.iter().map(|r| r.code.as_str()).collect();
-        headers.push((H_ROLES, ascii("userRoles", &roles.join(","))?));
-        if let Some(locale) = &identity.locale {
-            headers.push((H_LOCALE, ascii("iidParams.locale", locale)?));
-        }
-        if let Some(kind) = &identity.authority_type {
-            headers.push((H_AUTHORITY_TYPE, ascii("authorityType", kind)?));
-        }
-        headers.push((H_USER_CONTEXT, user_context(identity, include_pii)?));
-
-        let mut permissions: Vec<Box<str>> = identity
-            .permissions
-            .iter()
-            .map(|p| p.as_str().into())
-            .collect();
-        permissions.sort_unstable();
-        let mut role_codes: Vec<Box<str>> = roles.iter().map(|&r| r.into()).collect();
-        role_codes.sort_unstable();
         Ok(Self {
-            profile_id: identity.profile_id.as_str().into(),
-            permissions: permissions.into(),
-            roles: role_codes.into(),
-            headers: headers.into(),
+            session_id: ascii("sessionId", &identity.session_id)?,
+            profile_id: ascii("profileId", &identity.profile_id)?,
+            permissions: ascii("userPermissions", &identity.permissions.join(","))?,
+            roles: ascii("userRoles", &roles.join(","))?,
+            locale: identity
+                .locale
+                .as_deref()
+                .map(|l| ascii("iidParams.locale", l))
+                .transpose()?,
+            authority_type: identity
+                .authority_type
+                .as_deref()
+                .map(|a| ascii("authorityType", a))
+                .transpose()?,
+            user_context: user_context(identity, include_pii)?,
         })
+    }
+
+    /// The profile id, for logs.
+    pub fn profile_id(&self) -> &str {
+        // Rendered from a checked ASCII string, so this cannot fail.
+        self.profile_id.to_str().unwrap_or_default()
     }
 
     /// True when every code in `required` is granted.
     pub fn has_all_permissions(&self, required: &[Box<str>]) -> bool {
-        required
-            .iter()
-            .all(|p| self.permissions.binary_search(p).is_ok())
+        required.iter().all(|p| list_contains(&self.permissions, p))
     }
 
     /// True when `any_of` is empty or one of its codes is granted.
     pub fn has_any_role(&self, any_of: &[Box<str>]) -> bool {
-        any_of.is_empty() || any_of.iter().any(|r| self.roles.binary_search(r).is_ok())
+        any_of.is_empty() || any_of.iter().any(|r| list_contains(&self.roles, r))
     }
 
     /// Adds the identity headers; the caller has already removed client copies.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        for (name, value) in self.headers.iter() {
-            headers.insert(name.clone(), value.clone());
+        headers.reserve(7);
+        headers.insert(H_SESSION_ID, self.session_id.clone());
+        headers.insert(H_PROFILE_ID, self.profile_id.clone());
+        headers.insert(H_PERMISSIONS, self.permissions.clone());
+        headers.insert(H_ROLES, self.roles.clone());
+        if let Some(v) = &self.locale {
+            headers.insert(H_LOCALE, v.clone());
         }
+        if let Some(v) = &self.authority_type {
+            headers.insert(H_AUTHORITY_TYPE, v.clone());
+        }
+        headers.insert(H_USER_CONTEXT, self.user_context.clone());
     }
 
     /// The rendered headers, for tests and diagnostics.
-    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.headers
+    pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let mut h = HeaderMap::new();
+        self.inject(&mut h);
+        h.into_iter().filter_map(|(n, v)| Some((n?, v))).collect()
     }
+}
+
+/// Whether the comma list `list` contains `item` exactly.
+fn list_contains(list: &HeaderValue, item: &str) -> bool {
+    list.as_bytes()
+        .split(|&b| b == b',')
+        .any(|p| p == item.as_bytes())
 }
 
 /// Removes every header that looks like an identity header, including
@@ -316,18 +325,16 @@ mod tests {
     }
 
     fn context_json(a: &Authenticated) -> Value {
-        let (_, v) = a
-            .headers()
-            .iter()
-            .find(|(n, _)| *n == H_USER_CONTEXT)
-            .unwrap();
+        let headers = a.headers();
+        let (_, v) = headers.iter().find(|(n, _)| *n == H_USER_CONTEXT).unwrap();
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(v.as_bytes()).unwrap()).unwrap()
     }
 
     #[test]
     fn renders_headers_in_idp_order_and_keeps_arabic_in_the_context() {
         let a = Authenticated::render(&sample(), false).unwrap();
-        let get = |n: &HeaderName| a.headers().iter().find(|(h, _)| h == n).unwrap().1.clone();
+        let headers = a.headers();
+        let get = |n: &HeaderName| headers.iter().find(|(h, _)| h == n).unwrap().1.clone();
         assert_eq!(get(&H_PERMISSIONS), "P2,P1");
         assert_eq!(get(&H_ROLES), "IID-INVESTOR");
         assert_eq!(get(&H_PROFILE_ID), "518");
@@ -360,6 +367,9 @@ mod tests {
         assert!(a.has_any_role(&[]));
         assert!(a.has_any_role(&["X".into(), "IID-INVESTOR".into()]));
         assert!(!a.has_any_role(&["X".into()]));
+        // Exact items only: no prefix or substring matches.
+        assert!(!a.has_all_permissions(&["P".into()]));
+        assert!(!a.has_any_role(&["IID".into()]));
     }
 
     #[test]

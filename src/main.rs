@@ -9,6 +9,11 @@ use sessiongate::config::{Config, LogFormat};
 use sessiongate::{app, demo, echo, emulator, loadtest, telemetry};
 use tokio::net::TcpListener;
 
+/// mimalloc: fewer cycles per request than glibc malloc under many small
+/// allocations, and less RSS for a full session cache (see README Performance).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -2,6 +2,7 @@
 //! the one place the gateway's behaviour is assembled; each step says why it
 //! sits where it does.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -108,7 +109,7 @@ impl Gateway {
             status = resp.status().as_u16(),
             cache = log.lookup.map(Lookup::as_str),
             reason = log.reason,
-            profile_id = log.auth.as_deref().map(|a| &*a.profile_id),
+            profile_id = log.auth.as_deref().map(Authenticated::profile_id),
             session = log.session.map(tracing::field::display),
             latency_us = started.elapsed().as_micros() as u64,
             "request"
@@ -148,6 +149,12 @@ impl Gateway {
         // 1. Oversized request heads are refused before any work is spent on them.
         if head_size(parts) > self.max_header_bytes {
             return Err(GatewayError::HeadersTooLarge);
+        }
+        // More than one Host is a 400 (RFC 9112 3.2): forwarded, the upstream
+        // could read another host than the one X-Forwarded-Host names.
+        let hosts = parts.headers.get_all(http::header::HOST);
+        if hosts.iter().nth(1).is_some() {
+            return Err(GatewayError::BadRequest("host"));
         }
 
         // 2. Anything identity-shaped the upstream sees must have been written by
@@ -205,7 +212,14 @@ impl Gateway {
 
         // 9. Forward the normalized path (what the decision was made on) with the
         //    query untouched; bodies stream both ways.
-        let uri = proxy::upstream_uri(&route.upstream, &path, parts.uri.query())?;
+        let uri = proxy::upstream_uri(
+            &route.upstream,
+            parts.uri.path_and_query(),
+            match &path {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(rewritten) => Some(rewritten.as_str()),
+            },
+        )?;
         parts.uri = uri;
         Ok(Admission::Forward)
     }

@@ -76,6 +76,14 @@ impl Forwarder {
 /// Runs before identity headers are added, so a client cannot list one of
 /// them in `Connection` to have it dropped after injection.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names first: most requests carry none of these, and a
+    // remove() per name would hash every one of them.
+    let any = headers
+        .keys()
+        .any(|n| HOP_BY_HOP.contains(n) || n == header::UPGRADE);
+    if !any {
+        return;
+    }
     if let Some(listed) = connection_listed(headers) {
         for name in listed {
             headers.remove(&name);
@@ -109,8 +117,7 @@ fn connection_listed(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 /// client-sent forwarding header is replaced (and `Forwarded`, `X-Real-IP`
 /// dropped); from a trusted proxy the chain is extended.
 pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, proto: &'static str) {
-    let peer_value =
-        HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+    let peer_value = peer_header_value(peer);
     if trusted {
         let chain = headers
             .get_all(&X_FORWARDED_FOR)
@@ -142,6 +149,28 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, proto
     }
 }
 
+thread_local! {
+    /// The last peer address rendered on this thread: a sidecar sees few
+    /// distinct peers, so this saves formatting and allocating per request.
+    static LAST_PEER: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn peer_header_value(peer: IpAddr) -> HeaderValue {
+    LAST_PEER.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((ip, v)) = last.as_ref() {
+            if *ip == peer {
+                return v.clone();
+            }
+        }
+        let v =
+            HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        *last = Some((peer, v.clone()));
+        v
+    })
+}
+
 fn strip_client_forwarding(headers: &mut HeaderMap) {
     let is_forwarding = |n: &HeaderName| {
         let s = n.as_str();
@@ -163,15 +192,23 @@ fn strip_client_forwarding(headers: &mut HeaderMap) {
     }
 }
 
-/// Upstream URI from the route's origin, the normalized path and the raw query.
+/// Upstream URI from the route's origin, the request's original path and
+/// query, and the normalized path when normalization changed it. An
+/// unchanged target is reused as is (shared bytes, no copy).
 pub fn upstream_uri(
     upstream: &Upstream,
-    path: &str,
-    query: Option<&str>,
+    original: Option<&PathAndQuery>,
+    rewritten_path: Option<&str>,
 ) -> Result<Uri, GatewayError> {
-    let pq = match query {
-        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
-        None => PathAndQuery::try_from(path),
+    let pq = match (rewritten_path, original) {
+        (None, Some(pq)) => Ok(pq.clone()),
+        (path, _) => {
+            let path = path.unwrap_or("/");
+            match original.and_then(PathAndQuery::query) {
+                Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+                None => PathAndQuery::try_from(path),
+            }
+        }
     }
     .map_err(|_| GatewayError::BadRequest("request target"))?;
     Uri::builder()
@@ -234,7 +271,11 @@ mod tests {
             scheme: http::uri::Scheme::HTTP,
             authority: "127.0.0.1:3000".parse().unwrap(),
         };
-        let u = upstream_uri(&up, "/a/b", Some("x=%2F..&y")).unwrap();
+        let original: PathAndQuery = "/a/./b?x=%2F..&y".parse().unwrap();
+        let u = upstream_uri(&up, Some(&original), Some("/a/b")).unwrap();
         assert_eq!(u.to_string(), "http://127.0.0.1:3000/a/b?x=%2F..&y");
+        let original: PathAndQuery = "/a/b?q".parse().unwrap();
+        let u = upstream_uri(&up, Some(&original), None).unwrap();
+        assert_eq!(u.to_string(), "http://127.0.0.1:3000/a/b?q");
     }
 }

@@ -14,36 +14,40 @@ pub const MAX_SESSION_TOKEN_LEN: usize = 4096;
 
 /// Cache and IdP key: the session id together with its token, so a cached
 /// answer for one pair never serves a request that carries another token.
+/// One allocation holds `id`, a newline (never valid in a cookie value) and `token`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionKey {
-    id: Box<str>,
-    token: Box<str>,
+    raw: Box<str>,
+    split: usize,
 }
 
 impl SessionKey {
     /// Builds a key; `token` is empty when the client sent none.
     pub fn new(id: &str, token: &str) -> Self {
+        let mut raw = String::with_capacity(id.len() + 1 + token.len());
+        raw.push_str(id);
+        raw.push('\n');
+        raw.push_str(token);
         Self {
-            id: id.into(),
-            token: token.into(),
+            raw: raw.into_boxed_str(),
+            split: id.len(),
         }
     }
 
     /// The session id, for the IdP request body only.
     pub fn id(&self) -> &str {
-        &self.id
+        self.raw.get(..self.split).unwrap_or_default()
     }
 
     /// The session token ("" when absent), for the IdP request body only.
     pub fn token(&self) -> &str {
-        &self.token
+        self.raw.get(self.split + 1..).unwrap_or_default()
     }
 
     /// Short stable hash for logs: lets people correlate lines without the secret.
     pub fn fingerprint(&self) -> Fingerprint {
         let mut h = Fnv64::default();
-        self.id.hash(&mut h);
-        self.token.hash(&mut h);
+        self.raw.hash(&mut h);
         Fingerprint((h.finish() >> 32) as u32)
     }
 }
@@ -239,6 +243,15 @@ mod tests {
     fn prefix_of_a_cookie_name_does_not_match() {
         let h = headers(&["xiid_session_id=abc"]);
         assert_eq!(read(&h, &names()), SessionCookie::Absent);
+    }
+
+    #[test]
+    fn id_and_token_round_trip() {
+        let k = SessionKey::new("abc", "tok");
+        assert_eq!((k.id(), k.token()), ("abc", "tok"));
+        let k = SessionKey::new("abc", "");
+        assert_eq!((k.id(), k.token()), ("abc", ""));
+        assert_ne!(SessionKey::new("ab", "c"), SessionKey::new("a", "bc"));
     }
 
     #[test]

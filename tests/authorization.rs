@@ -133,7 +133,13 @@ async fn the_bare_prefix_path_gets_the_routes_rules_not_the_catch_alls() {
     assert_forbidden(&h.get("/admin", &[("cookie", &investor)]).await);
     assert_forbidden(&h.get("/admin?x=1", &[("cookie", &investor)]).await);
     let admin = h.login(users::ESTABLISHMENT_ADMIN);
-    assert_forwarded_as(&h.get("/admin", &[("cookie", &admin)]).await, users::ESTABLISHMENT_ADMIN);
+    assert_forwarded_as(
+        &h.get("/admin", &[("cookie", &admin)]).await,
+        users::ESTABLISHMENT_ADMIN,
+    );
     // A longer name sharing the prefix is a different path.
-    assert_forwarded_as(&h.get("/administrator", &[("cookie", &investor)]).await, users::INVESTOR);
+    assert_forwarded_as(
+        &h.get("/administrator", &[("cookie", &investor)]).await,
+        users::INVESTOR,
+    );
 }

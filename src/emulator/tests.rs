@@ -170,10 +170,19 @@ async fn create_then_fetch_returns_the_seed_shape_byte_exact() {
         .as_u64()
         .expect("integer expires_in");
     assert!((14..=15).contains(&left), "{left}");
+    // The shipped user 518 is the seed's profile with its personal data
+    // replaced by obviously fake values; everything else is byte-exact.
+    let fake = &got["data"]["selfProfile"][0];
+    assert_eq!(fake["email"], "khadija.alali@example.ae");
+    assert!(fake["eid"].as_str().unwrap().starts_with("784-0000"));
     for v in [&mut got, &mut seed] {
         let data = v["data"].as_object_mut().unwrap();
         data.remove("sessionId");
         data.remove("expires_in");
+        let profile = v["data"]["selfProfile"][0].as_object_mut().unwrap();
+        for pii in ["eid", "email", "mobileNo", "passportNo"] {
+            profile.remove(pii);
+        }
     }
     assert_eq!(got, seed);
 

@@ -1,6 +1,11 @@
 //! Test harness: the real gateway, the IID emulator and the echo upstream,
 //! each a real server on 127.0.0.1:0, talking HTTP over loopback.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::wrong_self_convention)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::wrong_self_convention
+)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
