@@ -59,7 +59,7 @@ fi
 
 echo "-- hadolint deploy/Dockerfile"
 if [ -x "$bindir/hadolint" ]; then
-  "$bindir/hadolint" deploy/Dockerfile
+  "$bindir/hadolint" --no-color deploy/Dockerfile
   echo "ok"
 else
   echo "note: hadolint not installed; Dockerfile not linted"
@@ -246,7 +246,7 @@ echo "-- sessiongate check (the ConfigMap's TOML)"
 for var in $(compgen -e | grep '^SESSIONGATE_' || true); do unset "$var"; done
 if out=$(cargo run --quiet --bin sessiongate -- check --config "$tools/sessiongate.toml" 2>&1); then
   echo "$out"
-elif grep -q 'unknown field: found `admin`' <<<"$out"; then
+elif grep -q 'unknown field: found .admin.' <<<"$out"; then
   echo "note: this build's config does not know [admin] yet; checking the TOML without it"
   cargo run --quiet --bin sessiongate -- check --config "$tools/sessiongate-without-admin.toml"
 else

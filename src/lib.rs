@@ -28,6 +28,7 @@
 //! - [`demo`]: the one-command demo; [`loadtest`]: the load generator; [`telemetry`]: logging.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod cli;
