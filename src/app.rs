@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::admin;
 use crate::config::Config;
 use crate::emulator::{self, Emulator, EmulatorConfig};
 use crate::idp::iid::{self, IidClient};
@@ -73,18 +74,26 @@ pub fn build_gateway(cfg: &Config) -> Result<Arc<Gateway>, StartError> {
     Ok(Arc::new(Gateway::new(cfg, idp)?))
 }
 
-/// Serves `gateway` on `listener` until `shutdown` resolves.
+/// Serves `gateway` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     cfg: &Config,
     gateway: Arc<Gateway>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let admin = Arc::clone(gateway.admin());
     let opts = ServeOptions {
         // hyper's own limit only backs ours up: the pipeline answers 431 with JSON below it.
         max_buf_size: cfg.server.max_header_bytes.saturating_mul(2).max(16 * 1024),
         header_read_timeout: cfg.server.header_read_timeout,
         shutdown_grace: cfg.server.shutdown_grace,
+        observer: Some(Arc::new(move |delta| {
+            if delta > 0 {
+                admin.metrics().connection_opened();
+            } else {
+                admin.metrics().connection_closed();
+            }
+        })),
     };
     server::serve(
         listener,
@@ -99,14 +108,57 @@ pub async fn serve(
     Ok(())
 }
 
-/// Starts everything `cfg` describes on `listener` and serves until `shutdown`.
+/// The sockets a gateway serves on, bound by the caller (the binary binds the
+/// configured addresses; tests bind 127.0.0.1:0).
+pub struct Listeners {
+    /// Public traffic.
+    pub public: TcpListener,
+    /// Health, readiness and metrics; `None` disables them.
+    pub admin: Option<TcpListener>,
+}
+
+/// Starts everything `cfg` describes and serves until `shutdown`. On
+/// shutdown, readiness turns false at once, the public listener stops
+/// accepting, in-flight requests get `server.shutdown_grace`, and only then
+/// does the admin listener stop, so probes see the whole drain.
 pub async fn run(
     mut cfg: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let _embedded = start_embedded_idp(&mut cfg).await?;
     let gateway = build_gateway(&cfg)?;
-    tracing::info!(listen = %listener.local_addr()?, routes = cfg.routes.len(), "sessiongate ready");
-    serve(&cfg, gateway, listener, shutdown).await
+    let admin = Arc::clone(gateway.admin());
+    let cache = gateway.cache().clone();
+    admin.on_scrape(Box::new(move |m| m.set_cache_entries(cache.entry_count())));
+
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = match listeners.admin {
+        Some(listener) => {
+            tracing::info!(admin = %listener.local_addr()?, "admin listener (healthz, readyz, metrics)");
+            Some(tokio::spawn(admin::run(
+                listener,
+                Arc::clone(&admin),
+                async move {
+                    let _ = admin_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
+
+    tracing::info!(listen = %listeners.public.local_addr()?, routes = cfg.routes.len(), "sessiongate ready");
+    admin.set_ready(true, "ok");
+    let draining = Arc::clone(&admin);
+    let result = serve(&cfg, gateway, listeners.public, async move {
+        shutdown.await;
+        draining.set_ready(false, "shutting down");
+        tracing::info!("shutting down: readiness false, draining in-flight requests");
+    })
+    .await;
+    drop(stop_admin);
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    result
 }

@@ -16,6 +16,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default public listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin listener (health, readiness, metrics); loopback so it is never public by accident.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Default IdP call timeout.
 pub const DEFAULT_IDP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default upper bound on how long a valid session is cached.
@@ -52,6 +54,8 @@ pub struct Config {
     pub headers: HeadersConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Health, readiness and metrics listener.
+    pub admin: AdminConfig,
     /// Routes, in file order (matching picks the longest prefix).
     pub routes: Vec<RouteConfig>,
 }
@@ -153,6 +157,13 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// tracing filter directive; `RUST_LOG` wins when set.
     pub level: String,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; `None` disables it.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Whether a route needs a session.
@@ -328,7 +339,23 @@ struct RawConfig {
     upstream: RawUpstream,
     headers: RawHeaders,
     log: RawLog,
+    admin: RawAdmin,
     routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    #[serde(deserialize_with = "lenient_string")]
+    listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_ADMIN_LISTEN.into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -669,6 +696,27 @@ impl RawConfig {
             level: self.log.level,
         };
 
+        let admin = AdminConfig {
+            listen: if self.admin.listen.trim().is_empty() {
+                None
+            } else {
+                match self.admin.listen.parse::<SocketAddr>() {
+                    Ok(a) if a == listen => {
+                        p.push("admin.listen", "must differ from server.listen: metrics and probes are never on the public listener");
+                        None
+                    }
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        p.push(
+                            "admin.listen",
+                            format_args!("{e} (want host:port, or \"\" to disable)"),
+                        );
+                        None
+                    }
+                }
+            },
+        };
+
         if self.routes.is_empty() {
             p.push("routes", "at least one [[routes]] entry is required");
         }
@@ -756,6 +804,7 @@ impl RawConfig {
                 include_pii: self.headers.include_pii,
             },
             log,
+            admin,
             routes,
         })
     }
@@ -819,6 +868,19 @@ mod tests {
         assert_eq!(c.server.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(c.server.max_header_bytes, DEFAULT_MAX_HEADER_BYTES);
         assert_eq!(c.routes[0].auth, Auth::Required);
+        assert_eq!(c.admin.listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
+    }
+
+    #[test]
+    fn admin_listener_can_be_disabled_but_never_shares_the_public_port() {
+        let c = Config::from_toml_str(&format!("[admin]\nlisten = \"\"\n{MINIMAL}")).unwrap();
+        assert!(c.admin.listen.is_none());
+        let err = Config::from_toml_str(&format!(
+            "[server]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"127.0.0.1:7000\"\n{MINIMAL}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("admin.listen"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::Value;
@@ -154,22 +155,55 @@ impl Authenticated {
             check_item("userRoles.code", &r.code)?;
         }
         let roles: Vec<&str> = identity.roles.iter().map(|r| r.code.as_str()).collect();
+        let (permissions, roles) = (identity.permissions.join(","), roles.join(","));
+        let context = user_context(identity, include_pii)?;
+        // All values share one buffer: a cached session costs one allocation
+        // for its header bytes instead of seven.
+        let parts: [(&'static str, Option<&str>); 7] = [
+            ("sessionId", Some(&identity.session_id)),
+            ("profileId", Some(&identity.profile_id)),
+            ("userPermissions", Some(&permissions)),
+            ("userRoles", Some(&roles)),
+            ("iidParams.locale", identity.locale.as_deref()),
+            ("authorityType", identity.authority_type.as_deref()),
+            ("userContext", Some(&context)),
+        ];
+        let mut buf = Vec::with_capacity(parts.iter().filter_map(|(_, v)| v.map(str::len)).sum());
+        let mut spans: [Option<std::ops::Range<usize>>; 7] = Default::default();
+        for (span, (field, value)) in spans.iter_mut().zip(&parts) {
+            if let Some(v) = value {
+                check_ascii(field, v)?;
+                let start = buf.len();
+                buf.extend_from_slice(v.as_bytes());
+                *span = Some(start..buf.len());
+            }
+        }
+        let shared = Bytes::from(buf);
+        let value = |i: usize| -> Result<Option<HeaderValue>, RenderError> {
+            spans[i]
+                .clone()
+                .map(|r| {
+                    HeaderValue::from_maybe_shared(shared.slice(r)).map_err(|_| RenderError {
+                        field: parts[i].0,
+                        why: "not a valid header value",
+                    })
+                })
+                .transpose()
+        };
+        let required = |i: usize| -> Result<HeaderValue, RenderError> {
+            value(i)?.ok_or(RenderError {
+                field: parts[i].0,
+                why: "missing",
+            })
+        };
         Ok(Self {
-            session_id: ascii("sessionId", &identity.session_id)?,
-            profile_id: ascii("profileId", &identity.profile_id)?,
-            permissions: ascii("userPermissions", &identity.permissions.join(","))?,
-            roles: ascii("userRoles", &roles.join(","))?,
-            locale: identity
-                .locale
-                .as_deref()
-                .map(|l| ascii("iidParams.locale", l))
-                .transpose()?,
-            authority_type: identity
-                .authority_type
-                .as_deref()
-                .map(|a| ascii("authorityType", a))
-                .transpose()?,
-            user_context: user_context(identity, include_pii)?,
+            session_id: required(0)?,
+            profile_id: required(1)?,
+            permissions: required(2)?,
+            roles: required(3)?,
+            locale: value(4)?,
+            authority_type: value(5)?,
+            user_context: required(6)?,
         })
     }
 
@@ -258,20 +292,17 @@ fn check_item(field: &'static str, v: &str) -> Result<(), RenderError> {
     Ok(())
 }
 
-fn ascii(field: &'static str, v: &str) -> Result<HeaderValue, RenderError> {
+fn check_ascii(field: &'static str, v: &str) -> Result<(), RenderError> {
     if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(RenderError {
             field,
             why: "not printable ASCII",
         });
     }
-    HeaderValue::from_str(v).map_err(|_| RenderError {
-        field,
-        why: "not a valid header value",
-    })
+    Ok(())
 }
 
-fn user_context(identity: &Identity, include_pii: bool) -> Result<HeaderValue, RenderError> {
+fn user_context(identity: &Identity, include_pii: bool) -> Result<String, RenderError> {
     #[derive(Serialize)]
     struct WithPii<'a> {
         #[serde(flatten)]
@@ -290,10 +321,7 @@ fn user_context(identity: &Identity, include_pii: bool) -> Result<HeaderValue, R
         field: "userContext",
         why: "not serializable",
     })?;
-    HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(json)).map_err(|_| RenderError {
-        field: "userContext",
-        why: "not a valid header value",
-    })
+    Ok(URL_SAFE_NO_PAD.encode(json))
 }
 
 #[cfg(test)]

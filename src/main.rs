@@ -154,8 +154,12 @@ fn run_gateway(cli: &Cli) -> ExitCode {
     telemetry::init(cfg.log.format, &cfg.log.level);
     let workers = cfg.server.workers;
     block_on(workers, async move {
-        let listener = TcpListener::bind(cfg.server.listen).await?;
-        app::run(cfg, listener, shutdown_signal())
+        let public = TcpListener::bind(cfg.server.listen).await?;
+        let admin = match cfg.admin.listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        app::run(cfg, app::Listeners { public, admin }, shutdown_signal())
             .await
             .map_err(std::io::Error::other)
     })

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 
+use crate::admin::{Admin, AuthOutcome, IdpResult, UpstreamResult};
 use crate::cache::{Cached, Fresh, Lookup, SessionCache};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
@@ -53,13 +54,17 @@ pub struct Gateway {
     trusted_proxies: Box<[IpNet]>,
     max_header_bytes: usize,
     include_pii: bool,
+    admin: Arc<Admin>,
 }
 
 impl Gateway {
     /// Assembles the gateway around a session provider.
     pub fn new(cfg: &Config, idp: Arc<dyn SessionProvider>) -> Result<Self, BuildError> {
+        let routes = RouteTable::new(&cfg.routes);
+        let admin = Admin::with_routes(&routes.prefixes());
         Ok(Self {
-            routes: RouteTable::new(&cfg.routes),
+            routes,
+            admin,
             cache: SessionCache::new(&cfg.cache),
             idp,
             forwarder: Forwarder::new(&cfg.upstream)?,
@@ -73,6 +78,11 @@ impl Gateway {
             max_header_bytes: cfg.server.max_header_bytes,
             include_pii: cfg.headers.include_pii,
         })
+    }
+
+    /// Readiness latch and metrics.
+    pub fn admin(&self) -> &Arc<Admin> {
+        &self.admin
     }
 
     /// The session cache, for metrics and tests.
@@ -91,6 +101,9 @@ impl Gateway {
             Ok(resp) => resp,
             Err(err) => {
                 log.reason = Some(err.spec().reason);
+                if log.auth_outcome.is_none() {
+                    log.auth_outcome = auth_failure(&err);
+                }
                 if matches!(
                     err,
                     GatewayError::Idp(_)
@@ -102,6 +115,12 @@ impl Gateway {
                 err.to_response().map(Either::Right)
             }
         };
+        let metrics = self.admin.metrics();
+        let elapsed = started.elapsed();
+        metrics.request(&metrics.route(log.route), resp.status().as_u16(), elapsed);
+        if let Some(outcome) = log.auth_outcome {
+            metrics.auth(outcome);
+        }
         tracing::debug!(
             method = %method,
             path = uri.path(),
@@ -111,7 +130,7 @@ impl Gateway {
             reason = log.reason,
             profile_id = log.auth.as_deref().map(Authenticated::profile_id),
             session = log.session.map(tracing::field::display),
-            latency_us = started.elapsed().as_micros() as u64,
+                        latency_us = elapsed.as_micros() as u64,
             "request"
         );
         resp
@@ -128,11 +147,17 @@ impl Gateway {
         match self.admit(&mut parts, peer, log).await? {
             Admission::Respond(resp) => Ok(resp.map(Either::Right)),
             Admission::Forward => {
-                let resp = self
-                    .forwarder
-                    .send(Request::from_parts(parts, body))
-                    .await?;
-                Ok(resp.map(Either::Left))
+                let sent = Instant::now();
+                let result = self.forwarder.send(Request::from_parts(parts, body)).await;
+                self.admin.metrics().upstream(
+                    sent.elapsed(),
+                    match &result {
+                        Ok(_) => UpstreamResult::Ok,
+                        Err(GatewayError::UpstreamTimeout) => UpstreamResult::Timeout,
+                        Err(_) => UpstreamResult::Unreachable,
+                    },
+                );
+                Ok(result?.map(Either::Left))
             }
         }
     }
@@ -185,6 +210,7 @@ impl Gateway {
             let auth = match self.authenticate(&parts.headers, log).await {
                 Ok(auth) => auth,
                 Err(err @ (GatewayError::NoSession | GatewayError::InvalidSession)) => {
+                    log.auth_outcome = auth_failure(&err);
                     return match self.login_redirect(&parts.headers, &path, parts.uri.query()) {
                         Some(location) => {
                             log.reason = Some(err.spec().reason);
@@ -202,6 +228,11 @@ impl Gateway {
             if !auth.has_any_role(roles) {
                 return Err(GatewayError::Forbidden("missing_role"));
             }
+            log.auth_outcome = log.lookup.map(|l| match l {
+                Lookup::Hit => AuthOutcome::CacheHit,
+                Lookup::Miss => AuthOutcome::CacheMiss,
+                Lookup::Coalesced => AuthOutcome::Coalesced,
+            });
             // 7. Identity headers: written once at cache insert, cloned here.
             auth.inject(&mut parts.headers);
         }
@@ -251,7 +282,19 @@ impl Gateway {
 
     /// One IdP call, rendered into what the cache stores.
     async fn resolve(&self, key: &SessionKey) -> Result<Fresh, IdpError> {
-        match self.idp.fetch(key).await {
+        let asked = Instant::now();
+        let answer = self.idp.fetch(key).await;
+        self.admin.metrics().idp_call(
+            asked.elapsed(),
+            match &answer {
+                Ok(Verdict::Valid { .. }) => IdpResult::Valid,
+                Ok(Verdict::Invalid { .. }) => IdpResult::Invalid,
+                Err(IdpError::Unavailable(_)) => IdpResult::Unavailable,
+                Err(IdpError::Timeout) => IdpResult::Timeout,
+                Err(IdpError::BadAnswer(_)) => IdpResult::BadAnswer,
+            },
+        );
+        match answer {
             Ok(Verdict::Valid {
                 identity,
                 expires_in,
@@ -355,10 +398,24 @@ pub enum Admission {
 #[derive(Default)]
 pub struct Outcome<'a> {
     route: Option<&'a str>,
+    auth_outcome: Option<AuthOutcome>,
     lookup: Option<Lookup>,
     reason: Option<&'static str>,
     auth: Option<Arc<Authenticated>>,
     session: Option<Fingerprint>,
+}
+
+/// The auth outcome an error stands for, if it is an authentication failure.
+fn auth_failure(err: &GatewayError) -> Option<AuthOutcome> {
+    Some(match err {
+        GatewayError::NoSession => AuthOutcome::NoSession,
+        GatewayError::InvalidSession => AuthOutcome::Invalid,
+        GatewayError::Forbidden(_) => AuthOutcome::Forbidden,
+        GatewayError::Idp(IdpError::Unavailable(_)) => AuthOutcome::IdpUnavailable,
+        GatewayError::Idp(IdpError::Timeout) => AuthOutcome::IdpTimeout,
+        GatewayError::Idp(IdpError::BadAnswer(_)) => AuthOutcome::IdpBadAnswer,
+        _ => return None,
+    })
 }
 
 fn redirect(location: HeaderValue) -> Response<Full<Bytes>> {

@@ -85,6 +85,11 @@ impl RouteTable {
         }
     }
 
+    /// The canonical prefixes, longest first (metric labels).
+    pub fn prefixes(&self) -> Vec<&str> {
+        self.routes.iter().map(|r| &*r.prefix).collect()
+    }
+
     /// The longest route whose prefix matches `path` on a segment boundary:
     /// `/api` (or `/api/`) matches `/api`, `/api/` and `/api/x`, never `/apix`.
     pub fn find(&self, path: &str) -> Option<&Route> {

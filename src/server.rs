@@ -13,8 +13,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+/// Told when a connection opens (`+1`) and closes (`-1`), e.g. for a gauge.
+pub type ConnectionObserver = std::sync::Arc<dyn Fn(i64) + Send + Sync>;
+
 /// How a listener is served: limits that apply per connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// Largest request head hyper will buffer; beyond it hyper answers 431 itself.
     pub max_buf_size: usize,
@@ -22,6 +25,19 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after shutdown is signalled.
     pub shutdown_grace: Duration,
+    /// Connection open/close notifications.
+    pub observer: Option<ConnectionObserver>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("max_buf_size", &self.max_buf_size)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl Default for ServeOptions {
@@ -30,6 +46,7 @@ impl Default for ServeOptions {
             max_buf_size: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            observer: None,
         }
     }
 }
@@ -77,9 +94,16 @@ where
             async move { Ok::<_, Infallible>(fut.await) }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        let observer = opts.observer.clone();
+        if let Some(o) = &observer {
+            o(1);
+        }
         tokio::spawn(async move {
             if let Err(err) = conn.await {
                 tracing::debug!(error = %err, "connection ended with an error");
+            }
+            if let Some(o) = observer {
+                o(-1);
             }
         });
     }

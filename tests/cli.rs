@@ -273,9 +273,10 @@ async fn run_serves_the_config_it_is_given() {
     // The free port may be taken by someone else before the child binds it:
     // then the child exits at once and another port is tried.
     let mut attempt = 0;
-    let (gw, mut child, log, _cfg, (parts, body)) = 'start: loop {
+    let (gw, admin, mut child, log, _cfg, (parts, body)) = 'start: loop {
         attempt += 1;
         let gw = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let cfg = TempFile::new(
             "run",
             "toml",
@@ -287,6 +288,9 @@ shutdown_grace = "5s"
 
 [idp]
 emulate = true
+
+[admin]
+listen = "{admin}"
 
 [log]
 level = "warn"
@@ -323,7 +327,7 @@ upstream = "http://{echo}"
                 panic!("sessiongate exited early ({status}):\n{text}");
             }
             if let Some(answer) = get(gw, "/public/x").await {
-                break 'start (gw, child, log, cfg, answer);
+                break 'start (gw, admin, child, log, cfg, answer);
             }
             assert!(
                 started.elapsed() < PROCESS_DEADLINE,
@@ -347,6 +351,25 @@ upstream = "http://{echo}"
     assert!(!parts.headers.contains_key("x-echo"));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["errors"][0]["reason"], "no_session");
+
+    // The admin listener of the real binary: probes and metrics that moved.
+    let (parts, _) = get(admin, "/healthz").await.expect("admin answers");
+    assert_eq!(parts.status, 200);
+    let (parts, body) = get(admin, "/readyz").await.expect("admin answers");
+    assert_eq!(parts.status, 200, "{body:?}");
+    let (_, body) = get(admin, "/metrics").await.expect("admin answers");
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains(r#"sessiongate_requests_total{route="/public",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"sessiongate_auth_outcomes_total{outcome="no_session"} 1"#),
+        "{text}"
+    );
+    // Metrics are never on the public listener.
+    let (parts, _) = get(gw, "/metrics").await.expect("gateway answers");
+    assert_eq!(parts.status, 401);
 
     // SIGTERM (sent to this child's pid only) drains and exits cleanly.
     #[cfg(unix)]

@@ -1,0 +1,248 @@
+//! The admin listener (probes, metrics) and graceful shutdown: readiness
+//! turns false at once, the public listener stops accepting, an in-flight
+//! request still gets its answer, then `run` returns.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use sessiongate::app::{self, Listeners};
+use sessiongate::config::Config;
+use sessiongate::emulator::{self, Emulator, EmulatorConfig};
+use support::eventually;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+async fn get(client: &HttpClient, url: String) -> Option<(u16, String)> {
+    let resp = client
+        .request(
+            http::Request::get(url)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .ok()?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// An upstream that reports each request's arrival, then answers after `hold`.
+async fn slow_upstream(hold: Duration) -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let _ = tx.send(());
+                tokio::time::sleep(hold).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndone",
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+struct Running {
+    gateway: SocketAddr,
+    admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Result<(), app::StartError>>,
+}
+
+async fn start(toml: &str) -> Running {
+    let cfg = Config::from_toml_str(toml).unwrap();
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (gateway, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(app::run(
+        cfg,
+        Listeners {
+            public,
+            admin: Some(admin),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Running {
+        gateway,
+        admin: admin_addr,
+        stop: Some(stop),
+        done,
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_an_in_flight_request_while_readiness_is_false() {
+    let (up, mut arrived) = slow_upstream(Duration::from_millis(1500)).await;
+    let mut gw = start(&format!(
+        "[server]\nshutdown_grace = \"20s\"\n[[routes]]\nprefix = \"/\"\nupstream = \"http://{up}\"\nauth = \"public\"\n"
+    ))
+    .await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let admin = gw.admin;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let c = client.clone();
+            async move {
+                get(&c, format!("http://{admin}/readyz"))
+                    .await
+                    .is_some_and(|(s, _)| s == 200)
+            }
+        })
+        .await,
+        "never ready"
+    );
+
+    // A request is in flight at the upstream when shutdown begins.
+    let in_flight = {
+        let c = client.clone();
+        let url = format!("http://{}/slow", gw.gateway);
+        tokio::spawn(async move { get(&c, url).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), arrived.recv())
+        .await
+        .expect("request reached the upstream");
+    drop(gw.stop.take());
+
+    // Readiness turns false while the drain is still going on.
+    let saw_not_ready = eventually(Duration::from_secs(10), || {
+        let c = client.clone();
+        async move {
+            get(&c, format!("http://{admin}/readyz"))
+                .await
+                .is_some_and(|(s, body)| s == 503 && body.contains("shutting down"))
+        }
+    })
+    .await;
+    assert!(saw_not_ready, "/readyz never reported the drain");
+    // The liveness probe stays green during the drain.
+    assert_eq!(
+        get(&client, format!("http://{admin}/healthz"))
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    // New connections are refused.
+    let addr = gw.gateway;
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            TcpStream::connect(addr).await.is_err()
+        })
+        .await,
+        "the public listener still accepts"
+    );
+
+    // The in-flight request still gets its answer, then run() returns cleanly.
+    let answer = tokio::time::timeout(Duration::from_secs(20), in_flight)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, Some((200, "done".to_string())));
+    let result = tokio::time::timeout(Duration::from_secs(20), &mut gw.done)
+        .await
+        .expect("run returns after the drain")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_auth_outcomes_and_idp_calls() {
+    let idp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp = idp_listener.local_addr().unwrap();
+    let emu = Emulator::new(EmulatorConfig {
+        api_key: "k".into(),
+        client_id: None,
+        expires_in: 600,
+        users: emulator::default_users(),
+    });
+    tokio::spawn(emulator::run(
+        idp_listener,
+        Arc::clone(&emu),
+        std::future::pending(),
+    ));
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    tokio::spawn(sessiongate::echo::run(up, std::future::pending()));
+    let gw = start(&format!(
+        "[idp]\nbase_url = \"http://{idp}{}\"\napi_key = \"k\"\n[[routes]]\nprefix = \"/app/\"\nupstream = \"http://{up_addr}\"\n",
+        emulator::BASE_PATH
+    ))
+    .await;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let s = emu.create_session("518", None).unwrap();
+    let cookie = format!(
+        "iid_session_id={}; iid_session_token={}",
+        s.session_id, s.session_token
+    );
+    for _ in 0..2 {
+        let req = http::Request::get(format!("http://{}/app/x", gw.gateway))
+            .header("cookie", &cookie)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(client.request(req).await.unwrap().status(), 200);
+    }
+    assert_eq!(
+        get(&client, format!("http://{}/app/y", gw.gateway))
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(
+        get(&client, format!("http://{}/elsewhere", gw.gateway))
+            .await
+            .unwrap()
+            .0,
+        404
+    );
+
+    let (status, text) = get(&client, format!("http://{}/metrics", gw.admin))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        r#"sessiongate_requests_total{route="/app",status="200"} 2"#,
+        r#"sessiongate_requests_total{route="/app",status="401"} 1"#,
+        r#"sessiongate_requests_total{route="none",status="404"} 1"#,
+        r#"sessiongate_auth_outcomes_total{outcome="cache_miss"} 1"#,
+        r#"sessiongate_auth_outcomes_total{outcome="cache_hit"} 1"#,
+        r#"sessiongate_auth_outcomes_total{outcome="no_session"} 1"#,
+        r#"sessiongate_idp_requests_total{result="valid"} 1"#,
+        r#"sessiongate_upstream_requests_total{result="ok"} 2"#,
+        "sessiongate_idp_request_duration_seconds_count 1",
+        "sessiongate_cache_entries",
+        "sessiongate_open_connections",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    // Every sample line is `name{labels} value` (OpenMetrics text).
+    for l in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let value = l.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad sample line {l:?}");
+    }
+}
