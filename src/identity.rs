@@ -43,7 +43,10 @@ pub struct Identity {
     /// `en` / `ar`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
-    /// Permission codes, in IdP order.
+    /// Permission codes, in IdP order. Sent as `x-iid-permissions` only, not
+    /// repeated in the user context: the list is long and would double the
+    /// bytes per request and per cached session.
+    #[serde(skip)]
     pub permissions: Vec<String>,
     /// Roles and their organizations.
     pub roles: Vec<RoleGrant>,
@@ -368,6 +371,8 @@ mod tests {
         assert_eq!(get(&H_PROFILE_ID), "518");
         let ctx = context_json(&a);
         assert_eq!(ctx["profile"]["nameAr"], "خديجه");
+        assert!(ctx.get("permissions").is_none(), "carried by x-iid-permissions only");
+        assert_eq!(ctx["roles"][0]["organizationIds"][0], 2);
         assert!(ctx.get("pii").is_none());
     }
 
