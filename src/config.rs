@@ -157,6 +157,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// tracing filter directive; `RUST_LOG` wins when set.
     pub level: String,
+    /// One `sessiongate::access` event per request (at info level).
+    pub access: bool,
 }
 
 /// `[admin]`.
@@ -489,6 +491,7 @@ struct RawLog {
     format: String,
     #[serde(deserialize_with = "lenient_string")]
     level: String,
+    access: bool,
 }
 
 impl Default for RawLog {
@@ -496,6 +499,7 @@ impl Default for RawLog {
         Self {
             format: "pretty".into(),
             level: "info".into(),
+            access: true,
         }
     }
 }
@@ -694,6 +698,7 @@ impl RawConfig {
                 }
             },
             level: self.log.level,
+            access: self.log.access,
         };
 
         let admin = AdminConfig {

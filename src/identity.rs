@@ -371,7 +371,10 @@ mod tests {
         assert_eq!(get(&H_PROFILE_ID), "518");
         let ctx = context_json(&a);
         assert_eq!(ctx["profile"]["nameAr"], "خديجه");
-        assert!(ctx.get("permissions").is_none(), "carried by x-iid-permissions only");
+        assert!(
+            ctx.get("permissions").is_none(),
+            "carried by x-iid-permissions only"
+        );
         assert_eq!(ctx["roles"][0]["organizationIds"][0], 2);
         assert!(ctx.get("pii").is_none());
     }

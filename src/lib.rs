@@ -23,6 +23,7 @@
 //! - [`identity`]: normalized identity and the headers rendered from it.
 //! - [`routes`]: path normalization and the route table.
 //! - [`proxy`]: upstream client, hop-by-hop, X-Forwarded-*.
+//! - [`request_id`]: `x-request-id` kept or generated, forwarded and returned.
 //! - [`connector`]: outbound TCP/TLS.
 //! - [`emulator`]: IID-compatible session server; [`echo`]: demo/test upstream.
 //! - [`demo`]: the one-command demo; [`loadtest`]: the load generator; [`telemetry`]: logging.
@@ -43,6 +44,7 @@ pub mod idp;
 pub mod loadtest;
 pub mod pipeline;
 pub mod proxy;
+pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod session;

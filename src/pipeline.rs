@@ -24,6 +24,7 @@ use crate::error::{json_response, GatewayError};
 use crate::identity::{self, Authenticated};
 use crate::idp::{IdpError, SessionProvider, Verdict};
 use crate::proxy::{self, Forwarder, ResponseBody};
+use crate::request_id;
 use crate::routes::{self, Access, RouteTable};
 use crate::session::{self, CookieNames, Fingerprint, SessionCookie, SessionKey};
 
@@ -54,6 +55,7 @@ pub struct Gateway {
     trusted_proxies: Box<[IpNet]>,
     max_header_bytes: usize,
     include_pii: bool,
+    access_log: bool,
     admin: Arc<Admin>,
 }
 
@@ -77,6 +79,7 @@ impl Gateway {
             trusted_proxies: cfg.server.trusted_proxies.clone().into(),
             max_header_bytes: cfg.server.max_header_bytes,
             include_pii: cfg.headers.include_pii,
+            access_log: cfg.log.access,
         })
     }
 
@@ -93,7 +96,9 @@ impl Gateway {
     /// Handles one request; never fails, every error becomes a response.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let started = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // One id follows the request upstream, back to the client and into the log.
+        let request_id = request_id::ensure(&mut parts.headers);
         // Cheap clones (shared bytes) so the access log can name the request after it moved on.
         let (method, uri) = (parts.method.clone(), parts.uri.clone());
         let mut log = Outcome::default();
@@ -115,24 +120,33 @@ impl Gateway {
                 err.to_response().map(Either::Right)
             }
         };
+        let mut resp = resp;
+        resp.headers_mut()
+            .insert(request_id::X_REQUEST_ID, request_id.clone());
         let metrics = self.admin.metrics();
         let elapsed = started.elapsed();
         metrics.request(&metrics.route(log.route), resp.status().as_u16(), elapsed);
         if let Some(outcome) = log.auth_outcome {
             metrics.auth(outcome);
         }
-        tracing::debug!(
-            method = %method,
-            path = uri.path(),
-            route = log.route,
-            status = resp.status().as_u16(),
-            cache = log.lookup.map(Lookup::as_str),
-            reason = log.reason,
-            profile_id = log.auth.as_deref().map(Authenticated::profile_id),
-            session = log.session.map(tracing::field::display),
-                        latency_us = elapsed.as_micros() as u64,
-            "request"
-        );
+        if self.access_log {
+            // The path only: query values may carry tokens. Sessions appear as a
+            // short hash, never in clear.
+            tracing::info!(
+                target: "sessiongate::access",
+                request_id = request_id.to_str().unwrap_or_default(),
+                method = %method,
+                path = uri.path(),
+                route = log.route,
+                status = resp.status().as_u16(),
+                latency_us = elapsed.as_micros() as u64,
+                cache = log.lookup.map(Lookup::as_str),
+                reason = log.reason,
+                profile_id = log.auth.as_deref().map(Authenticated::profile_id),
+                session = log.session.map(tracing::field::display),
+                "request"
+            );
+        }
         resp
     }
 

@@ -134,7 +134,10 @@ impl SessionProvider for IidClient {
                 StatusCode::OK => match serde_json::from_slice::<CommonResponse<Value>>(&body) {
                     Ok(r) if r.code == 0 => Ok(LogoutOutcome::LoggedOut),
                     Ok(_) => Ok(LogoutOutcome::AlreadyGone),
-                    Err(e) => Err(IdpError::BadAnswer(format!("logout answer: {e}"))),
+                    Err(e) => Err(IdpError::BadAnswer(format!(
+                        "logout answer: {}",
+                        describe_json(&e)
+                    ))),
                 },
                 StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND => Ok(LogoutOutcome::AlreadyGone),
                 s => Err(unexpected_status(s)),
@@ -159,7 +162,7 @@ pub fn classify_fetch(
         s => return Err(unexpected_status(s)),
     }
     let answer: CommonResponse<ChildSession> = serde_json::from_slice(body)
-        .map_err(|e| IdpError::BadAnswer(format!("not a CommonResponse: {e}")))?;
+        .map_err(|e| IdpError::BadAnswer(format!("not a CommonResponse: {}", describe_json(&e))))?;
     if answer.code != 0 {
         return Ok(Verdict::Invalid {
             reason: "idp_rejected",
@@ -244,6 +247,17 @@ fn to_identity(data: ChildSession, key: &SessionKey) -> Result<(Identity, Durati
         },
     };
     Ok((identity, expires_in))
+}
+
+/// Where a body failed to parse, without quoting it: serde's messages can
+/// include values from the answer, and an answer may echo a session id.
+fn describe_json(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
 }
 
 /// Error text without URIs' user-info or request details.
