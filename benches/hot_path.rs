@@ -241,7 +241,7 @@ fn whole_pipeline(c: &mut Criterion) {
             .admit(&mut p, IpAddr::from([127, 0, 0, 1]), &mut log)
             .await
             .unwrap();
-        assert!(matches!(admitted, Admission::Forward));
+        assert!(matches!(admitted, Admission::Forward(_)));
         assert_eq!(emu.stats().fetch, 1);
         (gateway, cookie)
     });
@@ -256,7 +256,7 @@ fn whole_pipeline(c: &mut Criterion) {
                 async move {
                     let mut log = Outcome::default();
                     let a = gateway.admit(&mut p, peer, &mut log).await.unwrap();
-                    assert!(matches!(a, Admission::Forward));
+                    assert!(matches!(a, Admission::Forward(_)));
                     p
                 }
             },

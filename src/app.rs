@@ -13,6 +13,7 @@ use crate::emulator::{self, Emulator, EmulatorConfig};
 use crate::idp::iid::{self, IidClient};
 use crate::pipeline::{self, Gateway};
 use crate::server::{self, ServeOptions};
+use crate::tls::{self, TlsAcceptorHandle};
 
 /// Default lifetime of sessions the embedded emulator creates, in seconds.
 pub const EMBEDDED_SESSION_SECS: u64 = 900;
@@ -26,6 +27,9 @@ pub enum StartError {
     /// Gateway setup.
     #[error(transparent)]
     Gateway(#[from] pipeline::BuildError),
+    /// TLS certificate or key (they may have changed since the config was checked).
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// Binding or serving.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -75,12 +79,19 @@ pub fn build_gateway(cfg: &Config) -> Result<Arc<Gateway>, StartError> {
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains.
+/// With `server.tls`, terminates TLS and keeps the certificate fresh.
 pub async fn serve(
     cfg: &Config,
     gateway: Arc<Gateway>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let tls = match &cfg.server.tls {
+        Some(t) => Some(Arc::new(TlsAcceptorHandle::new(t, cfg.server.http2)?)),
+        None => None,
+    };
+    // Lives as long as the listener: dropping it stops polling and SIGHUP handling.
+    let _reloader = tls.as_ref().map(TlsAcceptorHandle::spawn_reloader);
     let admin = Arc::clone(gateway.admin());
     let opts = ServeOptions {
         // hyper's own limit only backs ours up: the pipeline answers 431 with JSON below it.
@@ -94,6 +105,8 @@ pub async fn serve(
                 admin.metrics().connection_closed();
             }
         })),
+        http2: cfg.server.http2,
+        tls,
     };
     server::serve(
         listener,
@@ -147,7 +160,13 @@ pub async fn run(
         None => None,
     };
 
-    tracing::info!(listen = %listeners.public.local_addr()?, routes = cfg.routes.len(), "sessiongate ready");
+    tracing::info!(
+        listen = %listeners.public.local_addr()?,
+        routes = cfg.routes.len(),
+        tls = cfg.server.tls.is_some(),
+        http2 = cfg.server.http2,
+        "sessiongate ready"
+    );
     admin.set_ready(true, "ok");
     let draining = Arc::clone(&admin);
     let result = serve(&cfg, gateway, listeners.public, async move {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
@@ -34,6 +34,8 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default drain time on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default interval at which `server.tls` files are checked for a new certificate.
+pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 /// Path used when no file is given and `$SESSIONGATE_CONFIG` is unset.
 pub const DEFAULT_CONFIG_PATH: &str = "config/sessiongate.toml";
 
@@ -75,6 +77,21 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Serve HTTP/2 beside HTTP/1.1: `h2` by ALPN over TLS, prior-knowledge h2c in cleartext.
+    pub http2: bool,
+    /// TLS termination; `None` serves cleartext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key_file: PathBuf,
+    /// How often both files are checked for a rotated certificate (SIGHUP also reloads).
+    pub reload_interval: Duration,
 }
 
 /// `[session]`.
@@ -132,6 +149,41 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Time to wait for the upstream's response head (then 504).
     pub timeout: Duration,
+    /// One pooled client per distinct route `(ca_file, http2)`; `RouteConfig::client` indexes it.
+    pub clients: Vec<UpstreamClientConfig>,
+}
+
+/// How one pooled upstream client connects; routes that agree share it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamClientConfig {
+    /// Trust only this CA bundle for `https://`; `None` means the webpki roots.
+    pub ca: Option<CaBundle>,
+    /// HTTP/2 only: prior knowledge for `http://`, ALPN `h2` for `https://`.
+    pub http2: bool,
+}
+
+/// A route's `ca_file`, read and checked when the config is validated.
+#[derive(Clone)]
+pub struct CaBundle {
+    /// The file as configured.
+    pub path: PathBuf,
+    /// Its certificates, each usable as a trust anchor.
+    pub certs: std::sync::Arc<[rustls::pki_types::CertificateDer<'static>]>,
+}
+
+impl PartialEq for CaBundle {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for CaBundle {}
+
+impl fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (path, n) = (self.path.display(), self.certs.len());
+        write!(f, "{path} ({n} certificates)")
+    }
 }
 
 /// `[headers]`.
@@ -205,6 +257,12 @@ pub struct RouteConfig {
     pub permissions: Vec<String>,
     /// When non-empty, one must be among the session's role codes.
     pub roles: Vec<String>,
+    /// PEM bundle trusted (alone) for this route's `https://` upstream.
+    pub ca_file: Option<PathBuf>,
+    /// Speak HTTP/2 only to the upstream (gRPC), keeping `TE: trailers`.
+    pub http2: bool,
+    /// Index into `UpstreamConfig::clients`.
+    pub client: usize,
 }
 
 /// A string that never shows up in Debug output or logs.
@@ -372,6 +430,24 @@ struct RawServer {
     header_read_timeout: String,
     #[serde(deserialize_with = "lenient_string")]
     shutdown_grace: String,
+    http2: bool,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: String,
+    key_file: String,
+    #[serde(
+        default = "default_reload_interval",
+        deserialize_with = "lenient_string"
+    )]
+    reload_interval: String,
+}
+
+fn default_reload_interval() -> String {
+    "5s".into()
 }
 
 impl Default for RawServer {
@@ -383,6 +459,8 @@ impl Default for RawServer {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             header_read_timeout: "10s".into(),
             shutdown_grace: "30s".into(),
+            http2: true,
+            tls: None,
         }
     }
 }
@@ -515,6 +593,10 @@ struct RawRoute {
     permissions: Vec<String>,
     #[serde(default)]
     roles: Vec<String>,
+    #[serde(default)]
+    ca_file: Option<String>,
+    #[serde(default)]
+    http2: bool,
 }
 
 fn default_auth() -> String {
@@ -546,6 +628,37 @@ impl Problems {
             self.push(key, "must be greater than zero");
         }
         d
+    }
+}
+
+impl RawTls {
+    /// Both files must exist and parse now, so a bad path fails at startup
+    /// (and in `sessiongate check`), not at the first handshake.
+    fn validate(self, p: &mut Problems) -> TlsConfig {
+        let cfg = TlsConfig {
+            cert_file: PathBuf::from(self.cert_file),
+            key_file: PathBuf::from(self.key_file),
+            reload_interval: p
+                .positive_duration("server.tls.reload_interval", &self.reload_interval),
+        };
+        let certs = crate::tls::read_certs(&cfg.cert_file);
+        let key = crate::tls::read_key(&cfg.key_file);
+        let pair = match (certs, key) {
+            (Ok(certs), Ok(key)) => {
+                crate::tls::certified_key(certs, key, &cfg.cert_file, &cfg.key_file).map(drop)
+            }
+            (certs, key) => {
+                // Report both files when both are bad.
+                if let Err(e) = certs {
+                    p.push(&format!("server.tls.{}", e.file.key()), &e.message);
+                }
+                key.map(drop)
+            }
+        };
+        if let Err(e) = pair {
+            p.push(&format!("server.tls.{}", e.file.key()), &e.message);
+        }
+        cfg
     }
 }
 
@@ -589,6 +702,8 @@ impl RawConfig {
                 &self.server.header_read_timeout,
             ),
             shutdown_grace: p.duration("server.shutdown_grace", &self.server.shutdown_grace),
+            http2: self.server.http2,
+            tls: self.server.tls.map(|t| t.validate(&mut p)),
         };
 
         for (key, name) in [
@@ -679,10 +794,11 @@ impl RawConfig {
             negative_ttl: p.duration("cache.negative_ttl", &self.cache.negative_ttl),
         };
 
-        let upstream = UpstreamConfig {
+        let mut upstream = UpstreamConfig {
             connect_timeout: p
                 .positive_duration("upstream.connect_timeout", &self.upstream.connect_timeout),
             timeout: p.positive_duration("upstream.timeout", &self.upstream.timeout),
+            clients: Vec::new(),
         };
 
         let log = LogConfig {
@@ -726,6 +842,7 @@ impl RawConfig {
             p.push("routes", "at least one [[routes]] entry is required");
         }
         let mut routes: Vec<RouteConfig> = Vec::with_capacity(self.routes.len());
+        let clients = &mut upstream.clients;
         for (i, r) in self.routes.into_iter().enumerate() {
             let key = format!("routes[{i}]");
             if !r.prefix.starts_with('/') {
@@ -787,12 +904,23 @@ impl RawConfig {
                     );
                 }
             }
+            let ca_file = r.ca_file.filter(|f| !f.is_empty()).map(PathBuf::from);
+            let client = upstream_client(clients, &mut p, &key, &ca_file, r.http2);
+            if ca_file.is_some() && upstream.scheme != Scheme::HTTPS {
+                p.push(
+                    &format!("{key}.ca_file"),
+                    "applies to https:// upstreams only",
+                );
+            }
             routes.push(RouteConfig {
                 prefix: r.prefix,
                 upstream,
                 auth,
                 permissions: r.permissions,
                 roles: r.roles,
+                ca_file,
+                http2: r.http2,
+                client,
             });
         }
 
@@ -813,6 +941,38 @@ impl RawConfig {
             routes,
         })
     }
+}
+
+/// The index of the client for `(ca_file, http2)`, added on first use; the
+/// CA file is read and checked once, here, so a bad one names its route.
+fn upstream_client(
+    clients: &mut Vec<UpstreamClientConfig>,
+    p: &mut Problems,
+    key: &str,
+    ca_file: &Option<PathBuf>,
+    http2: bool,
+) -> usize {
+    let same = |c: &UpstreamClientConfig| {
+        c.http2 == http2 && c.ca.as_ref().map(|b| &b.path) == ca_file.as_ref()
+    };
+    if let Some(i) = clients.iter().position(same) {
+        return i;
+    }
+    let ca = match ca_file {
+        None => None,
+        Some(path) => match crate::connector::read_ca_file(path) {
+            Ok(certs) => Some(CaBundle {
+                path: path.clone(),
+                certs: certs.into(),
+            }),
+            Err(msg) => {
+                p.push(&format!("{key}.ca_file"), msg);
+                return 0;
+            }
+        },
+    };
+    clients.push(UpstreamClientConfig { ca, http2 });
+    clients.len() - 1
 }
 
 fn is_cookie_name_byte(b: u8) -> bool {

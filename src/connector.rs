@@ -1,24 +1,54 @@
 //! Outbound connections (to upstreams and to the IdP): TCP with `TCP_NODELAY`
-//! and a connect timeout, and TLS (rustls, webpki roots) for `https://`.
+//! and a connect timeout, and TLS (rustls) for `https://`: webpki roots by
+//! default, or only a route's own CA bundle (`ca_file`).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
 
 /// Connector that speaks plain HTTP or HTTPS depending on the URI scheme.
 pub type Connector = HttpsConnector<HttpConnector>;
 
-/// Builds the connector; fails only if the TLS provider cannot be set up.
+/// Which protocol a connector offers over TLS (ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// `http/1.1` only.
+    Http1,
+    /// `h2` only: the upstream must speak HTTP/2 (gRPC).
+    Http2,
+}
+
+/// Builds the connector used for the IdP and for routes without `ca_file`:
+/// HTTP/1.1, webpki roots. Fails only if the TLS provider cannot be set up.
 pub fn build(connect_timeout: Duration) -> Result<Connector, rustls::Error> {
+    build_with(connect_timeout, None, Alpn::Http1)
+}
+
+/// Builds a connector that trusts `ca` alone when given (else the webpki
+/// roots) and offers `alpn` over TLS.
+pub fn build_with(
+    connect_timeout: Duration,
+    ca: Option<&[CertificateDer<'static>]>,
+    alpn: Alpn,
+) -> Result<Connector, rustls::Error> {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect_timeout));
     tcp.set_keepalive(Some(Duration::from_secs(60)));
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    let roots = match ca {
+        // A private CA replaces the public roots: a route pinned to an
+        // internal PKI must not accept a publicly issued certificate.
+        Some(certs) => ca_roots(certs)?,
+        None => RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
     };
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -26,9 +56,65 @@ pub fn build(connect_timeout: Duration) -> Result<Connector, rustls::Error> {
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(tcp))
+        .https_or_http();
+    Ok(match alpn {
+        Alpn::Http1 => builder.enable_http1().wrap_connector(tcp),
+        Alpn::Http2 => builder.enable_http2().wrap_connector(tcp),
+    })
+}
+
+/// Every certificate of a PEM bundle as a trust anchor.
+pub fn ca_roots(certs: &[CertificateDer<'static>]) -> Result<RootCertStore, rustls::Error> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert.clone())?;
+    }
+    Ok(roots)
+}
+
+/// Reads a PEM CA bundle and checks that every certificate in it can be a
+/// trust anchor; the error is one line naming the file.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown:?}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{shown:?} is not a PEM certificate bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{shown:?} contains no CERTIFICATE block"));
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        RootCertStore::empty()
+            .add(cert.clone())
+            .map_err(|e| format!("certificate {} in {shown:?} is unusable: {e}", i + 1))?;
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_file_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("sessiongate-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        assert!(read_ca_file(&missing).unwrap_err().contains("missing.pem"));
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no pem here\n").unwrap();
+        assert!(read_ca_file(&empty)
+            .unwrap_err()
+            .contains("no CERTIFICATE block"));
+        let junk = dir.join("junk.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(read_ca_file(&junk).unwrap_err().contains("junk.pem"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -14,7 +14,8 @@
 //! - [`cli`], `main.rs`: command line; the binary is thin.
 //! - [`config`]: TOML + env mirror, validated into runtime types.
 //! - [`app`]: wiring from config to a serving gateway.
-//! - [`server`]: accept loop shared by gateway, emulator and echo upstream.
+//! - [`server`]: accept loop shared by gateway, emulator and echo upstream (HTTP/1.1, HTTP/2, h2c).
+//! - [`tls`]: TLS termination for the public listener, certificate rotation.
 //! - [`pipeline`]: the request pipeline, in order, in one place.
 //! - [`error`]: every failure and its HTTP response, in one table.
 //! - [`session`]: cookies -> [`session::SessionKey`] (redacted).
@@ -22,9 +23,10 @@
 //! - [`idp`]: the [`idp::SessionProvider`] trait; [`idp::iid`] client and [`idp::wire`] types.
 //! - [`identity`]: normalized identity and the headers rendered from it.
 //! - [`routes`]: path normalization and the route table.
-//! - [`proxy`]: upstream client, hop-by-hop, X-Forwarded-*.
+//! - [`proxy`]: upstream clients (per route CA and HTTP/2), hop-by-hop, X-Forwarded-*.
+//! - [`upgrade`]: WebSocket and other upgrades, spliced after the upstream's `101`.
 //! - [`request_id`]: `x-request-id` kept or generated, forwarded and returned.
-//! - [`connector`]: outbound TCP/TLS.
+//! - [`connector`]: outbound TCP/TLS (webpki roots or a route's `ca_file`, ALPN).
 //! - [`emulator`]: IID-compatible session server; [`echo`]: demo/test upstream.
 //! - [`demo`]: the one-command demo; [`loadtest`]: the load generator; [`telemetry`]: logging.
 #![forbid(unsafe_code)]
@@ -49,3 +51,5 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tls;
+pub mod upgrade;

@@ -160,9 +160,12 @@ impl Gateway {
     ) -> Result<Response<ResponseBody>, GatewayError> {
         match self.admit(&mut parts, peer, log).await? {
             Admission::Respond(resp) => Ok(resp.map(Either::Right)),
-            Admission::Forward => {
+            Admission::Forward(onward) => {
                 let sent = Instant::now();
-                let result = self.forwarder.send(Request::from_parts(parts, body)).await;
+                let result = self
+                    .forwarder
+                    .send(onward, Request::from_parts(parts, body))
+                    .await;
                 self.admin.metrics().upstream(
                     sent.elapsed(),
                     match &result {
@@ -195,6 +198,13 @@ impl Gateway {
         if hosts.iter().nth(1).is_some() {
             return Err(GatewayError::BadRequest("host"));
         }
+        // HTTP/1.1 requires Host (RFC 9112 3.2); the listener fills it from
+        // :authority for HTTP/2, so only a bare HTTP/1.1 request lacks it.
+        if parts.version == http::Version::HTTP_11
+            && !parts.headers.contains_key(http::header::HOST)
+        {
+            return Err(GatewayError::BadRequest("host"));
+        }
 
         // 2. Anything identity-shaped the upstream sees must have been written by
         //    the gateway: drop client copies first, on every route, public too.
@@ -202,7 +212,9 @@ impl Gateway {
 
         // 3. Hop-by-hop headers go before identity headers are added, so a client
         //    listing `x-iid-*` in `Connection` cannot get an injected one dropped.
-        proxy::remove_hop_by_hop(&mut parts.headers);
+        //    A valid upgrade and `TE: trailers` are remembered; the forwarder
+        //    writes them back itself when the route's upstream can use them.
+        let hop = proxy::remove_request_hop_by_hop(parts);
 
         // 4. Route on the normalized path alone: the query and fragment never take
         //    part, and ambiguous encodings are refused rather than guessed at.
@@ -253,7 +265,12 @@ impl Gateway {
 
         // 8. X-Forwarded-*: replaced unless the peer is a trusted proxy.
         let trusted = self.trusted_proxies.iter().any(|n| n.contains(&peer));
-        proxy::set_forwarded(&mut parts.headers, peer, trusted, "http");
+        proxy::set_forwarded(
+            &mut parts.headers,
+            peer,
+            trusted,
+            crate::server::ConnectionInfo::proto(&parts.extensions),
+        );
 
         // 9. Forward the normalized path (what the decision was made on) with the
         //    query untouched; bodies stream both ways.
@@ -266,7 +283,7 @@ impl Gateway {
             },
         )?;
         parts.uri = uri;
-        Ok(Admission::Forward)
+        Ok(Admission::Forward(hop.via(route.client)))
     }
 
     /// Cookie -> cache -> (IdP, coalesced) -> rendered identity.
@@ -401,8 +418,8 @@ impl Gateway {
 /// What admission decided: forward the rewritten request, or answer it here.
 #[derive(Debug)]
 pub enum Admission {
-    /// The request head is rewritten for the upstream; send it.
-    Forward,
+    /// The request head is rewritten for the upstream; send it this way.
+    Forward(proxy::Onward),
     /// The gateway answers itself (logout, login redirect).
     Respond(Response<Full<Bytes>>),
 }

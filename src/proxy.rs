@@ -1,20 +1,24 @@
-//! Forwarding to upstreams: a pooled keep-alive client that streams bodies
-//! both ways, hop-by-hop header removal, and X-Forwarded-* handling.
+//! Forwarding to upstreams: pooled keep-alive clients (one per distinct
+//! route `ca_file`/`http2`) that stream bodies and trailers both ways,
+//! hop-by-hop header removal with the two exceptions an upstream may need
+//! (`Upgrade` for WebSocket, `TE: trailers` for gRPC), and X-Forwarded-*.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
+use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{Upstream, UpstreamConfig};
-use crate::connector::{self, Connector};
+use crate::config::{Upstream, UpstreamClientConfig, UpstreamConfig};
+use crate::connector::{self, Alpn, Connector};
 use crate::error::GatewayError;
 
 /// Body of every response the gateway sends: streamed from upstream, or its own JSON.
@@ -36,27 +40,115 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Trailer fields a gRPC server sends; declared to HTTP/1.1 clients, whose
+/// chunked encoding carries only the trailers a `Trailer` header announced.
+const GRPC_TRAILERS: HeaderValue =
+    HeaderValue::from_static("grpc-status, grpc-message, grpc-status-details-bin");
+
 /// Sends requests upstream over pooled connections.
 pub struct Forwarder {
-    client: Client<Connector, Incoming>,
+    /// Indexed by `Route::client`: per request, choosing one is a bounds check.
+    clients: Box<[UpstreamClient]>,
     timeout: Duration,
 }
 
+/// One pooled client and what it speaks.
+struct UpstreamClient {
+    client: Client<Connector, Incoming>,
+    http2: bool,
+}
+
+/// What the client's hop-by-hop headers asked for that an upstream may still
+/// be given: they are removed with the rest before identity headers are
+/// added, and put back (rewritten by the gateway) only when sent upstream.
+#[derive(Debug, Default)]
+#[must_use = "dropping it silently refuses upgrades and trailers"]
+pub struct HopByHop {
+    /// `TE` listed `trailers` (gRPC needs it forwarded over HTTP/2).
+    te_trailers: bool,
+    /// The protocols of a valid upgrade request (HTTP/1.1 GET with
+    /// `Connection: upgrade`), `h2c` excluded.
+    upgrade: Option<HeaderValue>,
+}
+
+impl HopByHop {
+    /// Binds it to the route's client (`Route::client`).
+    pub fn via(self, client: usize) -> Onward {
+        Onward { client, hop: self }
+    }
+}
+
+/// How an admitted request goes upstream: which client, and which
+/// hop-by-hop requests to honour on the way.
+#[derive(Debug)]
+pub struct Onward {
+    client: usize,
+    hop: HopByHop,
+}
+
 impl Forwarder {
-    /// Builds the pooled client.
+    /// Builds one pooled client per entry of `cfg.clients` (at least the default one).
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, rustls::Error> {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector::build(cfg.connect_timeout)?);
+        let default = [UpstreamClientConfig {
+            ca: None,
+            http2: false,
+        }];
+        let specs = if cfg.clients.is_empty() {
+            &default[..]
+        } else {
+            &cfg.clients[..]
+        };
+        let clients = specs
+            .iter()
+            .map(|spec| {
+                let alpn = if spec.http2 { Alpn::Http2 } else { Alpn::Http1 };
+                let ca = spec.ca.as_ref().map(|b| &b.certs[..]);
+                let connector = connector::build_with(cfg.connect_timeout, ca, alpn)?;
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .http2_only(spec.http2)
+                    .build(connector);
+                Ok(UpstreamClient {
+                    client,
+                    http2: spec.http2,
+                })
+            })
+            .collect::<Result<_, rustls::Error>>()?;
         Ok(Self {
-            client,
+            clients,
             timeout: cfg.timeout,
         })
     }
 
-    /// Sends `req` and returns the upstream's response with its body still streaming.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, GatewayError> {
-        let mut resp = tokio::time::timeout(self.timeout, self.client.request(req))
+    /// Sends `req` and returns the upstream's response with its body (and
+    /// trailers) still streaming. A `101` to an upgrade request hands both
+    /// connections to [`crate::upgrade::splice`].
+    pub async fn send(
+        &self,
+        onward: Onward,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let Onward { client, hop } = onward;
+        let up = self
+            .clients
+            .get(client)
+            .ok_or_else(|| GatewayError::UpstreamUnreachable("no client for the route".into()))?;
+        if up.http2 && hop.te_trailers {
+            req.headers_mut()
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        // HTTP/2 has no Upgrade; without hyper's hook the client side could
+        // never be taken over after a 101.
+        let upgrade = match hop.upgrade {
+            Some(protocols) if !up.http2 && req.extensions().get::<OnUpgrade>().is_some() => {
+                let headers = req.headers_mut();
+                headers.insert(header::UPGRADE, protocols);
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                Some(hyper::upgrade::on(&mut req))
+            }
+            _ => None,
+        };
+        let mut resp = tokio::time::timeout(self.timeout, up.client.request(req))
             .await
             .map_err(|_| GatewayError::UpstreamTimeout)?
             .map_err(|e| {
@@ -67,9 +159,117 @@ impl Forwarder {
                     .unwrap_or_else(|| e.to_string());
                 GatewayError::UpstreamUnreachable(why)
             })?;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // A 101 nobody asked for would leave the client's connection in
+            // an unknown protocol; refuse it rather than pass it on.
+            let client_side = upgrade.ok_or_else(|| {
+                GatewayError::UpstreamUnreachable(
+                    "101 to a request that asked for no upgrade".into(),
+                )
+            })?;
+            let protocol = resp.headers().get(header::UPGRADE).cloned();
+            remove_hop_by_hop(resp.headers_mut());
+            if let Some(p) = protocol {
+                resp.headers_mut().insert(header::UPGRADE, p);
+            }
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            crate::upgrade::splice(client_side, upstream_side);
+            return Ok(resp);
+        }
+        let trailer = (up.http2 && hop.te_trailers)
+            .then(|| declared_trailers(resp.headers()))
+            .flatten();
         remove_hop_by_hop(resp.headers_mut());
+        if let Some(trailer) = trailer {
+            resp.headers_mut().insert(header::TRAILER, trailer);
+        }
         Ok(resp)
     }
+}
+
+/// The `Trailer` header to send a client that accepts trailers: the
+/// upstream's own, else the gRPC ones for a gRPC answer. HTTP/2 upstreams
+/// rarely declare trailers, but an HTTP/1.1 client only gets declared ones.
+fn declared_trailers(headers: &HeaderMap) -> Option<HeaderValue> {
+    let own: Vec<&[u8]> = headers
+        .get_all(header::TRAILER)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if !own.is_empty() {
+        return HeaderValue::from_bytes(&own.join(&b", "[..])).ok();
+    }
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    grpc.then_some(GRPC_TRAILERS)
+}
+
+/// Removes a request's hop-by-hop headers (see [`remove_hop_by_hop`]) and
+/// returns the parts of them the upstream may be given later: a valid
+/// upgrade and `TE: trailers`.
+pub fn remove_request_hop_by_hop(parts: &mut Parts) -> HopByHop {
+    let headers = &parts.headers;
+    if !headers
+        .keys()
+        .any(|n| HOP_BY_HOP.contains(n) || n == header::UPGRADE)
+    {
+        return HopByHop::default();
+    }
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| has_token(v, "trailers"));
+    let upgrade = if parts.method == Method::GET
+        && parts.version == Version::HTTP_11
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+    {
+        upgrade_protocols(headers)
+    } else {
+        None
+    };
+    remove_hop_by_hop(&mut parts.headers);
+    HopByHop {
+        te_trailers,
+        upgrade,
+    }
+}
+
+/// The `Upgrade` protocols, without `h2c`: switching a proxied connection to
+/// cleartext HTTP/2 would let the client send further requests straight to
+/// the upstream, past authentication (h2c smuggling).
+fn upgrade_protocols(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut kept: Vec<&str> = Vec::new();
+    for value in headers.get_all(header::UPGRADE) {
+        let Ok(text) = value.to_str() else {
+            return None;
+        };
+        kept.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c")),
+        );
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// Whether a comma-separated header value lists `token` (any case, parameters ignored).
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value.to_str().is_ok_and(|s| {
+        s.split(',').any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+    })
 }
 
 /// Removes hop-by-hop headers and every header the `Connection` header names.
@@ -92,7 +292,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    // Upgrade is hop-by-hop; WebSocket pass-through is a separate feature.
+    // Upgrade is hop-by-hop; a valid upgrade is put back by `Forwarder::send`.
     headers.remove(header::UPGRADE);
 }
 
@@ -237,6 +437,100 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
+    }
+
+    fn request(method: Method, version: Version, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Request::builder()
+            .method(method)
+            .version(version)
+            .uri("/ws");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn a_valid_upgrade_is_remembered_and_everything_hop_by_hop_removed() {
+        let mut p = request(
+            Method::GET,
+            Version::HTTP_11,
+            &[
+                ("connection", "keep-alive, Upgrade, x-iid-profile-id"),
+                ("upgrade", "websocket"),
+                ("x-iid-profile-id", "1"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+        );
+        let hop = remove_request_hop_by_hop(&mut p);
+        assert_eq!(hop.upgrade.as_ref().unwrap(), "websocket");
+        assert!(!hop.te_trailers);
+        assert_eq!(p.headers.len(), 1, "{:?}", p.headers);
+        assert!(p.headers.contains_key("sec-websocket-key"));
+    }
+
+    #[test]
+    fn upgrades_need_get_http11_and_connection_upgrade_and_never_h2c() {
+        let ws = [("connection", "upgrade"), ("upgrade", "websocket")];
+        for (method, version, headers) in [
+            (Method::POST, Version::HTTP_11, &ws[..]),
+            (Method::GET, Version::HTTP_10, &ws[..]),
+            (
+                Method::GET,
+                Version::HTTP_11,
+                &[("upgrade", "websocket")][..],
+            ),
+            (
+                Method::GET,
+                Version::HTTP_11,
+                &[("connection", "upgrade"), ("upgrade", "h2c")][..],
+            ),
+            (
+                Method::GET,
+                Version::HTTP_11,
+                &[("connection", "upgrade"), ("upgrade", " H2C , ")][..],
+            ),
+        ] {
+            let mut p = request(method.clone(), version, headers);
+            let hop = remove_request_hop_by_hop(&mut p);
+            assert!(hop.upgrade.is_none(), "{method} {version:?} {headers:?}");
+            assert!(p.headers.is_empty(), "{:?}", p.headers);
+        }
+        let mut p = request(
+            Method::GET,
+            Version::HTTP_11,
+            &[("connection", "Upgrade"), ("upgrade", "h2c, websocket")],
+        );
+        let hop = remove_request_hop_by_hop(&mut p);
+        assert_eq!(hop.upgrade.unwrap(), "websocket");
+    }
+
+    #[test]
+    fn te_trailers_is_remembered_other_codings_are_not() {
+        let te = |v: &str| {
+            let mut p = request(Method::POST, Version::HTTP_11, &[("te", v)]);
+            let hop = remove_request_hop_by_hop(&mut p);
+            assert!(p.headers.is_empty());
+            hop.te_trailers
+        };
+        assert!(te("trailers"));
+        assert!(te("gzip;q=0.5, Trailers"));
+        assert!(!te("gzip"));
+        assert!(!te("x-trailers"));
+    }
+
+    #[test]
+    fn trailers_are_declared_for_grpc_or_as_the_upstream_did() {
+        let mut h = HeaderMap::new();
+        assert_eq!(declared_trailers(&h), None);
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        assert_eq!(declared_trailers(&h).unwrap(), GRPC_TRAILERS);
+        h.insert(header::TRAILER, HeaderValue::from_static("x-checksum"));
+        h.append(header::TRAILER, HeaderValue::from_static("grpc-status"));
+        assert_eq!(declared_trailers(&h).unwrap(), "x-checksum, grpc-status");
     }
 
     #[test]

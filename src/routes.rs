@@ -54,6 +54,8 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     /// Access rule.
     pub access: Access,
+    /// Which pooled upstream client carries this route's requests (see [`crate::proxy::Forwarder`]).
+    pub client: usize,
 }
 
 /// Routes sorted so the first match is the longest prefix.
@@ -70,6 +72,7 @@ impl RouteTable {
             .map(|r| Route {
                 prefix: canonical_prefix(&r.prefix).into(),
                 upstream: Arc::new(r.upstream.clone()),
+                client: r.client,
                 access: match r.auth {
                     Auth::Public => Access::Public,
                     Auth::Required => Access::Required {

@@ -233,3 +233,16 @@ async fn request_with_two_host_headers_is_rejected_before_the_upstream() {
     assert!(!resp.to_ascii_lowercase().contains("x-echo"), "{resp}");
     assert!(resp.contains("bad_request"), "{resp}");
 }
+
+#[tokio::test]
+async fn http11_request_without_host_is_rejected_before_the_upstream() {
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400; HTTP/1.0 may omit it.
+    let h = Harness::start().await;
+    let resp = h
+        .raw(b"GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(support::raw_status(&resp), 400, "{resp}");
+    assert!(!resp.to_ascii_lowercase().contains("x-echo"), "{resp}");
+    let resp = h.raw(b"GET /public/x HTTP/1.0\r\n\r\n").await;
+    assert_eq!(support::raw_status(&resp), 200, "{resp}");
+}

@@ -154,6 +154,14 @@ pub fn classify_fetch(
 ) -> Result<Verdict, IdpError> {
     match status {
         StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED if rejects_our_credentials(body) => {
+            // Every session would look logged out: a misconfiguration, not a
+            // verdict on this session, so it is neither cached nor trusted.
+            return Err(IdpError::BadAnswer(
+                "the IdP rejected the API key or client id (check idp.api_key / idp.client_id)"
+                    .into(),
+            ));
+        }
         StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND => {
             return Ok(Verdict::Invalid {
                 reason: "idp_rejected",
@@ -176,6 +184,20 @@ pub fn classify_fetch(
         identity: Box::new(identity),
         expires_in,
     })
+}
+
+/// True when a 401 says the integration's credentials, not the session, were
+/// refused (IID answers `desc.en` "Invalid API Key" / "Invalid Client Id").
+fn rejects_our_credentials(body: &[u8]) -> bool {
+    let Ok(answer) = serde_json::from_slice::<CommonResponse<Value>>(body) else {
+        return false;
+    };
+    let text = answer
+        .desc
+        .and_then(|d| d.en)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    text.contains("api key") || text.contains("api-key") || text.contains("client id")
 }
 
 fn unexpected_status(s: StatusCode) -> IdpError {
@@ -350,6 +372,23 @@ mod tests {
             classify_fetch(StatusCode::FORBIDDEN, b"", &k),
             Err(IdpError::BadAnswer(_))
         ));
+        // A refused API key is a misconfiguration, not an invalid session.
+        assert!(matches!(
+            classify_fetch(
+                StatusCode::UNAUTHORIZED,
+                br#"{"code":401,"desc":{"en":"Invalid API Key","ar":"x"}}"#,
+                &k
+            ),
+            Err(IdpError::BadAnswer(_))
+        ));
+        assert_eq!(
+            classify_fetch(
+                StatusCode::UNAUTHORIZED,
+                br#"{"code":401,"desc":{"en":"Already Logout"}}"#,
+                &k
+            ),
+            invalid
+        );
     }
 
     #[test]
