@@ -510,11 +510,13 @@ upstream = "http://{up}"
     row.note = format!("{} ; {calls} IdP calls", row.note);
     rows.push(row);
 
-    rows.push(Row {
-        name: "http2",
-        note: "skipped: inbound h2c arrives with the production-edge issue".into(),
-        ..Row::default()
-    });
+    let (row, _) = run(
+        "http2",
+        format!("http://{gw}/app/x"),
+        &["--sessions", one.to_str().unwrap(), "--http2"],
+        "cache-hit over h2c, streams multiplexed on 1 connection",
+    );
+    rows.push(row);
 
     // Memory: fill the cache through the real path and divide the RSS growth.
     let mut memory_line = String::from("memory: skipped (E2E_MEMORY_SESSIONS=0)");
