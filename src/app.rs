@@ -97,6 +97,8 @@ pub async fn serve(
         // hyper's own limit only backs ours up: the pipeline answers 431 with JSON below it.
         max_buf_size: cfg.server.max_header_bytes.saturating_mul(2).max(16 * 1024),
         header_read_timeout: cfg.server.header_read_timeout,
+        idle_timeout: cfg.server.idle_timeout,
+        max_connections: cfg.server.max_connections,
         shutdown_grace: cfg.server.shutdown_grace,
         observer: Some(Arc::new(move |delta| {
             if delta > 0 {

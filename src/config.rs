@@ -32,6 +32,10 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Default time a client has to send its request head.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a keep-alive connection may wait for its next request.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = crate::server::DEFAULT_IDLE_TIMEOUT;
+/// Default bound on open client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = crate::server::DEFAULT_MAX_CONNECTIONS;
 /// Default drain time on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default interval at which `server.tls` files are checked for a new certificate.
@@ -75,6 +79,10 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Time a client has to send its request head (slowloris guard).
     pub header_read_timeout: Duration,
+    /// Keep-alive connections with no request in flight are closed after this.
+    pub idle_timeout: Duration,
+    /// Open connections at most; beyond it new ones wait in the accept backlog.
+    pub max_connections: usize,
     /// How long in-flight requests may finish after SIGTERM.
     pub shutdown_grace: Duration,
     /// Serve HTTP/2 beside HTTP/1.1: `h2` by ALPN over TLS, prior-knowledge h2c in cleartext.
@@ -263,6 +271,8 @@ pub struct RouteConfig {
     pub http2: bool,
     /// Index into `UpstreamConfig::clients`.
     pub client: usize,
+    /// Request bodies above this many bytes get 413; `None` is unlimited.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// A string that never shows up in Debug output or logs.
@@ -429,6 +439,9 @@ struct RawServer {
     #[serde(deserialize_with = "lenient_string")]
     header_read_timeout: String,
     #[serde(deserialize_with = "lenient_string")]
+    idle_timeout: String,
+    max_connections: usize,
+    #[serde(deserialize_with = "lenient_string")]
     shutdown_grace: String,
     http2: bool,
     tls: Option<RawTls>,
@@ -458,6 +471,8 @@ impl Default for RawServer {
             workers: 0,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             header_read_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: "30s".into(),
             http2: true,
             tls: None,
@@ -597,6 +612,8 @@ struct RawRoute {
     ca_file: Option<String>,
     #[serde(default)]
     http2: bool,
+    #[serde(default)]
+    max_body_bytes: Option<u64>,
 }
 
 fn default_auth() -> String {
@@ -692,6 +709,9 @@ impl RawConfig {
         if self.server.max_header_bytes < 1024 {
             p.push("server.max_header_bytes", "must be at least 1024");
         }
+        if self.server.max_connections == 0 {
+            p.push("server.max_connections", "must be greater than zero");
+        }
         let server = ServerConfig {
             listen,
             trusted_proxies,
@@ -701,6 +721,8 @@ impl RawConfig {
                 "server.header_read_timeout",
                 &self.server.header_read_timeout,
             ),
+            idle_timeout: p.positive_duration("server.idle_timeout", &self.server.idle_timeout),
+            max_connections: self.server.max_connections,
             shutdown_grace: p.duration("server.shutdown_grace", &self.server.shutdown_grace),
             http2: self.server.http2,
             tls: self.server.tls.map(|t| t.validate(&mut p)),
@@ -921,6 +943,7 @@ impl RawConfig {
                 ca_file,
                 http2: r.http2,
                 client,
+                max_body_bytes: r.max_body_bytes,
             });
         }
 
@@ -1032,6 +1055,10 @@ mod tests {
         assert_eq!(c.server.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
         assert_eq!(c.server.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(c.server.max_header_bytes, DEFAULT_MAX_HEADER_BYTES);
+        assert_eq!(c.server.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.server.max_connections, 10_000);
+        assert_eq!(c.routes[0].max_body_bytes, None);
         assert_eq!(c.routes[0].auth, Auth::Required);
         assert_eq!(c.admin.listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
     }
@@ -1055,6 +1082,8 @@ mod tests {
             [server]
             listen = "nope"
             trusted_proxies = ["10.0.0.0/8", "bogus"]
+            max_connections = 0
+            idle_timeout = "0s"
             [idp]
             provider = "okta"
             timeout = "soon"
@@ -1069,6 +1098,8 @@ mod tests {
         for key in [
             "server.listen",
             "server.trusted_proxies[1]",
+            "server.max_connections",
+            "server.idle_timeout",
             "idp.provider",
             "idp.timeout",
             "routes[0].prefix",
@@ -1077,6 +1108,26 @@ mod tests {
         ] {
             assert!(err.contains(key), "{key} missing from: {err}");
         }
+    }
+
+    #[test]
+    fn limits_parse_per_route() {
+        let c = Config::from_toml_str(
+            "[server]\nmax_connections = 2\nidle_timeout = \"500ms\"\n\
+             [[routes]]\nprefix = \"/up\"\nupstream = \"http://127.0.0.1:3000\"\nmax_body_bytes = 1048576\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.max_connections, 2);
+        assert_eq!(c.server.idle_timeout, Duration::from_millis(500));
+        assert_eq!(c.routes[0].max_body_bytes, Some(1_048_576));
+        assert_eq!(c.routes[1].max_body_bytes, None);
+        let err = Config::from_toml_str(
+            "[[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\nmax_body_bytes = -1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max_body_bytes"), "{err}");
     }
 
     #[test]

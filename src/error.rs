@@ -22,6 +22,9 @@ pub enum GatewayError {
     /// Request line plus headers above `server.max_header_bytes`.
     #[error("request headers too large")]
     HeadersTooLarge,
+    /// Request body above the route's `max_body_bytes`.
+    #[error("request body too large")]
+    BodyTooLarge,
     /// No route matches the path.
     #[error("no route for this path")]
     NoRoute,
@@ -96,6 +99,13 @@ impl GatewayError {
                 "headers_too_large",
                 "Request headers too large",
                 "ترويسات الطلب كبيرة جداً",
+            ),
+            BodyTooLarge => spec(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                41300,
+                "body_too_large",
+                "Request body too large",
+                "محتوى الطلب كبير جداً",
             ),
             NoRoute => spec(
                 StatusCode::NOT_FOUND,
@@ -209,6 +219,7 @@ mod tests {
                 43100,
                 "headers_too_large",
             ),
+            (GatewayError::BodyTooLarge, 413, 41300, "body_too_large"),
             (GatewayError::NoRoute, 404, 40400, "no_route"),
             (GatewayError::NoSession, 401, 40100, "no_session"),
             (GatewayError::InvalidSession, 401, 40101, "invalid_session"),

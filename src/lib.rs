@@ -6,15 +6,17 @@
 //!
 //! # Request flow (see [`pipeline`])
 //! strip client `x-iid-*` headers -> strip hop-by-hop -> normalize path ->
-//! logout? -> route (longest prefix) -> public: forward | required: cookie ->
-//! cache, else IdP (coalesced) -> permissions/roles -> inject identity headers
-//! -> X-Forwarded-* -> forward, streaming.
+//! logout? -> route (longest prefix) -> declared body size -> public: forward
+//! | required: cookie -> cache, else IdP (coalesced) -> permissions/roles ->
+//! inject identity headers -> X-Forwarded-* -> forward, streaming (bodies
+//! cut off at the route's limit).
 //!
 //! # Layout
 //! - [`cli`], `main.rs`: command line; the binary is thin.
 //! - [`config`]: TOML + env mirror, validated into runtime types.
 //! - [`app`]: wiring from config to a serving gateway.
-//! - [`server`]: accept loop shared by gateway, emulator and echo upstream (HTTP/1.1, HTTP/2, h2c).
+//! - [`server`]: accept loop shared by gateway, emulator and echo upstream (HTTP/1.1, HTTP/2, h2c),
+//!   `max_connections`, and the drain; `idle`: its idle and request-head timers.
 //! - [`tls`]: TLS termination for the public listener, certificate rotation.
 //! - [`pipeline`]: the request pipeline, in order, in one place.
 //! - [`error`]: every failure and its HTTP response, in one table.
@@ -42,6 +44,7 @@ pub mod echo;
 pub mod emulator;
 pub mod error;
 pub mod identity;
+mod idle;
 pub mod idp;
 pub mod loadtest;
 pub mod pipeline;

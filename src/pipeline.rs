@@ -166,14 +166,16 @@ impl Gateway {
                     .forwarder
                     .send(onward, Request::from_parts(parts, body))
                     .await;
-                self.admin.metrics().upstream(
-                    sent.elapsed(),
-                    match &result {
-                        Ok(_) => UpstreamResult::Ok,
-                        Err(GatewayError::UpstreamTimeout) => UpstreamResult::Timeout,
-                        Err(_) => UpstreamResult::Unreachable,
-                    },
-                );
+                let upstream = match &result {
+                    Ok(_) => Some(UpstreamResult::Ok),
+                    Err(GatewayError::UpstreamTimeout) => Some(UpstreamResult::Timeout),
+                    // The client's body was cut off: the upstream did nothing wrong.
+                    Err(GatewayError::BodyTooLarge) => None,
+                    Err(_) => Some(UpstreamResult::Unreachable),
+                };
+                if let Some(upstream) = upstream {
+                    self.admin.metrics().upstream(sent.elapsed(), upstream);
+                }
                 Ok(result?.map(Either::Left))
             }
         }
@@ -231,6 +233,14 @@ impl Gateway {
         let route = self.routes.find(&path).ok_or(GatewayError::NoRoute)?;
         log.route = Some(&route.prefix);
 
+        // A declared length above the route's limit is refused before any
+        // IdP work; a body without one is cut off as it streams (proxy::RequestBody).
+        if let Some(max) = route.max_body_bytes {
+            if content_length(&parts.headers).is_some_and(|n| n > max) {
+                return Err(GatewayError::BodyTooLarge);
+            }
+        }
+
         // 6. Authenticate and authorize required routes; public routes never touch the IdP.
         if let Access::Required { permissions, roles } = &route.access {
             let auth = match self.authenticate(&parts.headers, log).await {
@@ -283,7 +293,9 @@ impl Gateway {
             },
         )?;
         parts.uri = uri;
-        Ok(Admission::Forward(hop.via(route.client)))
+        Ok(Admission::Forward(
+            hop.via(route.client, route.max_body_bytes),
+        ))
     }
 
     /// Cookie -> cache -> (IdP, coalesced) -> rendered identity.
@@ -477,6 +489,18 @@ fn safe_return_to(query: Option<&str>) -> Option<HeaderValue> {
         return None;
     }
     HeaderValue::from_str(&decoded).ok()
+}
+
+/// The declared body length; hyper has already refused malformed or
+/// conflicting values.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Request line plus headers, as counted against `server.max_header_bytes`.

@@ -4,6 +4,10 @@
 //! (`Upgrade` for WebSocket, `TE: trailers` for gRPC), and X-Forwarded-*.
 
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +16,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -20,6 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::{Upstream, UpstreamClientConfig, UpstreamConfig};
 use crate::connector::{self, Alpn, Connector};
 use crate::error::GatewayError;
+use crate::server::ConnectionLease;
 
 /// Body of every response the gateway sends: streamed from upstream, or its own JSON.
 pub type ResponseBody = Either<Incoming, Full<Bytes>>;
@@ -54,8 +59,88 @@ pub struct Forwarder {
 
 /// One pooled client and what it speaks.
 struct UpstreamClient {
-    client: Client<Connector, Incoming>,
+    client: Client<Connector, RequestBody>,
     http2: bool,
+}
+
+/// A request body on its way upstream, cut off once it goes past the
+/// route's `max_body_bytes`: the error aborts the upstream request, and the
+/// flag lets [`Forwarder::send`] answer 413 rather than 502. On routes
+/// without a limit, frames pass through untouched and nothing is allocated.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    limit: Option<Limit>,
+}
+
+#[derive(Debug)]
+struct Limit {
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl RequestBody {
+    /// Wraps `inner`; with a limit, also returns the flag set when it is exceeded.
+    fn new(inner: Incoming, max_bytes: Option<u64>) -> (Self, Option<Arc<AtomicBool>>) {
+        let Some(remaining) = max_bytes else {
+            return (Self { inner, limit: None }, None);
+        };
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let limit = Limit {
+            remaining,
+            exceeded: Arc::clone(&exceeded),
+        };
+        (
+            Self {
+                inner,
+                limit: Some(limit),
+            },
+            Some(exceeded),
+        )
+    }
+}
+
+/// Why a request body stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    /// The client's side failed (it went away, or sent a broken body).
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    /// More bytes than the route's `max_body_bytes`.
+    #[error("request body exceeds the route's max_body_bytes")]
+    TooLarge,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if let (Some(limit), Some(Ok(frame))) = (&mut this.limit, &frame) {
+            if let Some(data) = frame.data_ref() {
+                let n = data.len() as u64;
+                if n > limit.remaining {
+                    limit.exceeded.store(true, Ordering::Release);
+                    return Poll::Ready(Some(Err(RequestBodyError::TooLarge)));
+                }
+                limit.remaining -= n;
+            }
+        }
+        Poll::Ready(frame.map(|f| f.map_err(RequestBodyError::Client)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// What the client's hop-by-hop headers asked for that an upstream may still
@@ -72,18 +157,24 @@ pub struct HopByHop {
 }
 
 impl HopByHop {
-    /// Binds it to the route's client (`Route::client`).
-    pub fn via(self, client: usize) -> Onward {
-        Onward { client, hop: self }
+    /// Binds it to the route's client (`Route::client`) and body limit
+    /// (`Route::max_body_bytes`).
+    pub fn via(self, client: usize, max_body_bytes: Option<u64>) -> Onward {
+        Onward {
+            client,
+            hop: self,
+            max_body_bytes,
+        }
     }
 }
 
-/// How an admitted request goes upstream: which client, and which
-/// hop-by-hop requests to honour on the way.
+/// How an admitted request goes upstream: which client, which hop-by-hop
+/// requests to honour on the way, and how much body to let through.
 #[derive(Debug)]
 pub struct Onward {
     client: usize,
     hop: HopByHop,
+    max_body_bytes: Option<u64>,
 }
 
 impl Forwarder {
@@ -122,13 +213,18 @@ impl Forwarder {
 
     /// Sends `req` and returns the upstream's response with its body (and
     /// trailers) still streaming. A `101` to an upgrade request hands both
-    /// connections to [`crate::upgrade::splice`].
+    /// connections to [`crate::upgrade::splice`]. A body that goes past the
+    /// route's limit before the upstream answers is [`GatewayError::BodyTooLarge`].
     pub async fn send(
         &self,
         onward: Onward,
         mut req: Request<Incoming>,
     ) -> Result<Response<Incoming>, GatewayError> {
-        let Onward { client, hop } = onward;
+        let Onward {
+            client,
+            hop,
+            max_body_bytes,
+        } = onward;
         let up = self
             .clients
             .get(client)
@@ -139,19 +235,28 @@ impl Forwarder {
         }
         // HTTP/2 has no Upgrade; without hyper's hook the client side could
         // never be taken over after a 101.
+        // Only a tunnel may keep the client connection's lease (its
+        // max_connections slot); any other request lets go of it here.
+        let lease = req.extensions_mut().remove::<ConnectionLease>();
         let upgrade = match hop.upgrade {
             Some(protocols) if !up.http2 && req.extensions().get::<OnUpgrade>().is_some() => {
                 let headers = req.headers_mut();
                 headers.insert(header::UPGRADE, protocols);
                 headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                Some(hyper::upgrade::on(&mut req))
+                Some((hyper::upgrade::on(&mut req), lease))
             }
             _ => None,
         };
-        let mut resp = tokio::time::timeout(self.timeout, up.client.request(req))
+        let (parts, body) = req.into_parts();
+        let (body, exceeded) = RequestBody::new(body, max_body_bytes);
+        let sent = up.client.request(Request::from_parts(parts, body));
+        let mut resp = tokio::time::timeout(self.timeout, sent)
             .await
             .map_err(|_| GatewayError::UpstreamTimeout)?
             .map_err(|e| {
+                if exceeded.is_some_and(|f| f.load(Ordering::Acquire)) {
+                    return GatewayError::BodyTooLarge;
+                }
                 use std::error::Error as _;
                 let why = e
                     .source()
@@ -162,7 +267,7 @@ impl Forwarder {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // A 101 nobody asked for would leave the client's connection in
             // an unknown protocol; refuse it rather than pass it on.
-            let client_side = upgrade.ok_or_else(|| {
+            let (client_side, lease) = upgrade.ok_or_else(|| {
                 GatewayError::UpstreamUnreachable(
                     "101 to a request that asked for no upgrade".into(),
                 )
@@ -175,7 +280,7 @@ impl Forwarder {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             let upstream_side = hyper::upgrade::on(&mut resp);
-            crate::upgrade::splice(client_side, upstream_side);
+            crate::upgrade::splice(client_side, upstream_side, lease);
             return Ok(resp);
         }
         let trailer = (up.http2 && hop.te_trailers)

@@ -56,6 +56,8 @@ pub struct Route {
     pub access: Access,
     /// Which pooled upstream client carries this route's requests (see [`crate::proxy::Forwarder`]).
     pub client: usize,
+    /// Request bodies above this many bytes get 413; `None` is unlimited.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// Routes sorted so the first match is the longest prefix.
@@ -73,6 +75,7 @@ impl RouteTable {
                 prefix: canonical_prefix(&r.prefix).into(),
                 upstream: Arc::new(r.upstream.clone()),
                 client: r.client,
+                max_body_bytes: r.max_body_bytes,
                 access: match r.auth {
                     Auth::Public => Access::Public,
                     Auth::Required => Access::Required {

@@ -10,23 +10,40 @@
 //! per connection and nothing per request.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{COOKIE, HOST};
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::{Body, Incoming};
-use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
-use hyper::service::{service_fn, HttpService};
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 
+use crate::idle::{Activity, Tracked, Watched};
 use crate::tls::{TlsAcceptorHandle, ALPN_H2};
+
+/// Default bound on open connections per listener (see [`ServeOptions::max_connections`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default time a keep-alive connection may wait for its next request.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// First pause after a failed `accept`; doubled per failure up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause between `accept` retries while the process is out of descriptors.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long connections get to close once the grace is over and they were told to.
+const ABORT_WAIT: Duration = Duration::from_secs(1);
+/// How long an idle HTTP/2 connection gets to close after its GOAWAY.
+const GOAWAY_WAIT: Duration = Duration::from_secs(1);
 
 /// Told when a connection opens (`+1`) and closes (`-1`), e.g. for a gauge.
 pub type ConnectionObserver = std::sync::Arc<dyn Fn(i64) + Send + Sync>;
@@ -60,7 +77,16 @@ pub struct ServeOptions {
     pub max_buf_size: usize,
     /// Slow clients that do not finish their request head in time are
     /// dropped; also bounds the TLS handshake and the h2c preface sniff.
+    /// Counted from the head's first byte, or from the connection opening
+    /// for its first request.
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight (HTTP/2: no open stream) is
+    /// closed after this long, so idle clients do not pin descriptors.
+    pub idle_timeout: Duration,
+    /// At most this many connections are open at once (TLS handshakes and
+    /// upgraded tunnels included); beyond it new ones wait in the kernel's
+    /// accept backlog, so the process cannot run out of descriptors.
+    pub max_connections: usize,
     /// How long in-flight requests may run after shutdown is signalled.
     pub shutdown_grace: Duration,
     /// Connection open/close notifications.
@@ -76,6 +102,8 @@ impl std::fmt::Debug for ServeOptions {
         f.debug_struct("ServeOptions")
             .field("max_buf_size", &self.max_buf_size)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("observer", &self.observer.is_some())
             .field("http2", &self.http2)
@@ -90,6 +118,8 @@ impl Default for ServeOptions {
         Self {
             max_buf_size: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: Duration::from_secs(30),
             observer: None,
             http2: false,
@@ -105,10 +135,61 @@ struct Protocols {
     serve_http2: bool,
     tls: Option<Arc<TlsAcceptorHandle>>,
     handshake_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+/// What the listener's drain asks of the connections it still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Serving normally.
+    Serving,
+    /// Shutdown began: finish in-flight requests, take no new ones.
+    Graceful,
+    /// The grace is over: close now, upgraded tunnels included.
+    Abort,
+}
+
+/// A connection's hold on its listener: its `max_connections` slot, its
+/// place in the drain and its count in the open-connections gauge. Upgrade
+/// requests carry a clone as a request extension, so an upgraded tunnel
+/// keeps all three until it closes (see [`crate::upgrade::splice`]).
+#[derive(Clone)]
+pub struct ConnectionLease(Arc<Lease>);
+
+struct Lease {
+    _slot: OwnedSemaphorePermit,
+    drain: watch::Receiver<Drain>,
+    observer: Option<ConnectionObserver>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(o) = &self.observer {
+            o(-1);
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectionLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionLease")
+            .field("drain", &*self.0.drain.borrow())
+            .finish()
+    }
+}
+
+impl ConnectionLease {
+    /// Resolves once the listener's shutdown grace is over (or the listener
+    /// is gone): whatever still holds the connection must close it then.
+    pub async fn closing(&self) {
+        let mut drain = self.0.drain.clone();
+        let _ = drain.wait_for(|d| *d == Drain::Abort).await;
+    }
 }
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then drains
-/// open connections for at most `opts.shutdown_grace`.
+/// open connections (upgraded ones too) for at most `opts.shutdown_grace`
+/// and closes what is left.
 pub async fn serve<H, Fut, B>(
     listener: TcpListener,
     opts: ServeOptions,
@@ -118,17 +199,22 @@ pub async fn serve<H, Fut, B>(
 where
     H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Send + 'static,
+    B: Body + Unpin + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut h1 = http1::Builder::new();
+    // hyper's header_read_timeout would also cut idle keep-alive connections
+    // at the head timeout; `crate::idle` enforces both timeouts instead.
     h1.timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(opts.max_buf_size.max(8192))
         .keep_alive(true);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
+    // Pings find peers that vanished without a FIN while streams are open;
+    // an HTTP/2 connection without streams is closed by the idle timer.
     h2.timer(TokioTimer::new())
+        .keep_alive_interval(opts.idle_timeout)
         .max_header_list_size(u32::try_from(opts.max_buf_size).unwrap_or(u32::MAX));
     let protocols = Arc::new(Protocols {
         http1: h1,
@@ -136,53 +222,95 @@ where
         serve_http2: opts.http2,
         tls: opts.tls.clone(),
         handshake_timeout: opts.header_read_timeout,
+        idle_timeout: opts.idle_timeout,
     });
     // Our own drain signal rather than hyper-util's GracefulShutdown, whose
     // sealed trait covers neither HTTP/1.1 connections with upgrades nor a
-    // TLS handshake still in progress. Every connection task holds a
-    // receiver; shutdown sends, then waits until all of them are dropped.
-    let (drain_tx, _) = watch::channel(());
+    // TLS handshake still in progress. Every connection (and upgraded
+    // tunnel) holds a receiver; shutdown sends, then waits until all of
+    // them are dropped.
+    let (drain_tx, _) = watch::channel(Drain::Serving);
+    let slots = Arc::new(Semaphore::new(
+        opts.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
 
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    // EMFILE and friends are transient: back off instead of spinning or exiting.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+    let mut shutdown = pin!(shutdown);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    'accept: loop {
+        // A slot first, then accept: at the limit, new connections wait in
+        // the kernel's backlog instead of costing a descriptor here.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
             },
             () = &mut shutdown => break,
         };
+        let (stream, peer) = loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => break 'accept,
+            };
+            match accepted {
+                Ok(conn) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    break conn;
+                }
+                // The peer gave up before we accepted: nothing is wrong here.
+                Err(err) if is_connection_error(&err) => continue,
+                Err(err) => {
+                    // EMFILE, ENFILE, ENOBUFS: other sockets (upstream, IdP)
+                    // used the descriptors up. Back off instead of spinning;
+                    // closing connections will free some.
+                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = &mut shutdown => break 'accept,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let stop = drain_tx.subscribe();
-        let handler = handler.clone();
-        let protocols = Arc::clone(&protocols);
-        let observer = opts.observer.clone();
-        if let Some(o) = &observer {
+        if let Some(o) = &opts.observer {
             o(1);
         }
+        let lease = ConnectionLease(Arc::new(Lease {
+            _slot: slot,
+            drain: drain_tx.subscribe(),
+            observer: opts.observer.clone(),
+        }));
+        let handler = handler.clone();
+        let protocols = Arc::clone(&protocols);
         tokio::spawn(async move {
-            if let Err(err) = connection(stream, peer, handler, &protocols, stop).await {
+            if let Err(err) = connection(stream, peer, handler, &protocols, lease).await {
                 tracing::debug!(error = %err, "connection ended with an error");
-            }
-            if let Some(o) = observer {
-                o(-1);
             }
         });
     }
     drop(listener);
-    let _ = drain_tx.send(());
+    drain_tx.send_replace(Drain::Graceful);
     if tokio::time::timeout(opts.shutdown_grace, drain_tx.closed())
         .await
         .is_err()
     {
-        tracing::warn!("shutdown grace elapsed with connections still open");
+        tracing::warn!(
+            open = drain_tx.receiver_count(),
+            "shutdown grace elapsed: closing the connections still open"
+        );
+        drain_tx.send_replace(Drain::Abort);
+        let _ = tokio::time::timeout(ABORT_WAIT, drain_tx.closed()).await;
     }
     Ok(())
+}
+
+/// Accept errors that concern one connection only, not the listener.
+fn is_connection_error(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    )
 }
 
 /// One connection: TLS handshake if configured, protocol choice, then hyper.
@@ -191,27 +319,22 @@ async fn connection<H, Fut, B>(
     peer: SocketAddr,
     handler: H,
     protocols: &Protocols,
-    mut stop: watch::Receiver<()>,
+    lease: ConnectionLease,
 ) -> Result<(), BoxError>
 where
     H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Send + 'static,
+    B: Body + Unpin + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let tls = protocols.tls.is_some();
-    let svc = service_fn(move |mut req: Request<Incoming>| {
-        if req.version() == Version::HTTP_2 {
-            as_http11(&mut req);
-        }
-        if tls {
-            req.extensions_mut().insert(ConnectionInfo { tls: true });
-        }
-        let fut = handler(req, peer);
-        async move { Ok::<_, Infallible>(fut.await) }
-    });
+    let mut stop = lease.0.drain.clone();
     let limit = protocols.handshake_timeout;
+    let conn = Conn {
+        peer,
+        tls: protocols.tls.is_some(),
+        lease,
+    };
     match &protocols.tls {
         None => {
             let h2 = protocols.serve_http2
@@ -222,7 +345,7 @@ where
                         _ = stop.changed() => return Ok(()),
                     }
                 };
-            serve_io(TokioIo::new(stream), h2, svc, protocols, stop).await?;
+            serve_io(stream, h2, handler, protocols, conn).await?;
         }
         Some(acceptor) => {
             let handshake = tokio::time::timeout(limit, acceptor.acceptor().accept(stream));
@@ -232,62 +355,167 @@ where
             };
             // No ALPN (or http/1.1) is HTTP/1.1; h2 is only offered when enabled.
             let h2 = stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
-            serve_io(TokioIo::new(stream), h2, svc, protocols, stop).await?;
+            serve_io(stream, h2, handler, protocols, conn).await?;
         }
     }
     Ok(())
 }
 
-/// Runs hyper's connection for the protocol already chosen, draining it
-/// gracefully when `stop` fires.
-async fn serve_io<I, S, B>(
-    io: I,
+/// What a connection's requests need to know about it.
+struct Conn {
+    peer: SocketAddr,
+    tls: bool,
+    lease: ConnectionLease,
+}
+
+/// Runs hyper's connection for the protocol already chosen, with the idle
+/// and request-head timers, draining it gracefully when the listener does.
+async fn serve_io<S, H, Fut, B>(
+    stream: S,
     h2: bool,
-    svc: S,
+    handler: H,
     protocols: &Protocols,
-    stop: watch::Receiver<()>,
+    conn: Conn,
 ) -> Result<(), hyper::Error>
 where
-    I: Read + Write + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Unpin + Send + 'static,
     B::Data: Send,
-    B::Error: Into<BoxError>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let Conn { peer, tls, lease } = conn;
+    let stop = lease.0.drain.clone();
+    let activity = Arc::new(Activity::new(
+        !h2,
+        protocols.idle_timeout,
+        protocols.handshake_timeout,
+    ));
+    let requests = Arc::clone(&activity);
+    let svc = service_fn(move |mut req: Request<Incoming>| {
+        let guard = requests.request_started();
+        if req.version() == Version::HTTP_2 {
+            as_http11(&mut req);
+        }
+        if tls {
+            req.extensions_mut().insert(ConnectionInfo { tls: true });
+        }
+        // Only upgrade requests carry OnUpgrade, so only they pay for the
+        // insert: a tunnel outlives this task and must keep the slot.
+        if req.extensions().get::<OnUpgrade>().is_some() {
+            req.extensions_mut().insert(lease.clone());
+        }
+        let fut = handler(req, peer);
+        async move {
+            let resp = fut.await;
+            Ok::<_, Infallible>(resp.map(|body| Tracked {
+                body,
+                _guard: guard,
+            }))
+        }
+    });
     if h2 {
-        let conn = protocols.http2.serve_connection(io, svc);
-        drive(conn, stop, |c| c.graceful_shutdown()).await
+        let conn = protocols.http2.serve_connection(TokioIo::new(stream), svc);
+        drive(conn, stop, &activity, |c| c.graceful_shutdown(), true).await
     } else {
         // Upgrades on, so a handler can take the socket over with hyper::upgrade::on.
+        let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
         let conn = protocols.http1.serve_connection(io, svc).with_upgrades();
-        drive(conn, stop, |c| c.graceful_shutdown()).await
+        drive(conn, stop, &activity, |c| c.graceful_shutdown(), false).await
     }
 }
 
-/// Drives `conn`; once `stop` fires (or its sender is gone), asks it to
-/// finish in-flight requests and close, and waits for that. `stop` is held
-/// until the end, which is what the listener's drain waits for.
+/// Drives `conn` until it ends. When the listener drains, asks it to finish
+/// its in-flight requests and close; when the grace is over, or the
+/// connection is past its idle or request-head deadline, drops it (an idle
+/// HTTP/2 connection first gets a GOAWAY). `stop` is held until the end,
+/// which is what the listener's drain waits for.
 async fn drive<C, E>(
     conn: C,
-    mut stop: watch::Receiver<()>,
-    graceful_shutdown: impl FnOnce(Pin<&mut C>),
+    mut stop: watch::Receiver<Drain>,
+    activity: &Activity,
+    graceful_shutdown: fn(Pin<&mut C>),
+    goaway_when_idle: bool,
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
 {
-    tokio::pin!(conn);
-    tokio::select! {
-        // The connection first: it is what wakes this task almost every time.
-        biased;
-        done = conn.as_mut() => return done,
-        _ = stop.changed() => {}
+    let mut conn = pin!(conn);
+    let first = activity
+        .due()
+        .unwrap_or_else(|| Instant::now() + activity.recheck());
+    let mut timer = pin!(tokio::time::sleep_until(first));
+    let mut watching = true;
+    let mut draining = false;
+    loop {
+        let polled = poll_fn(|cx| {
+            // The connection first: it is what wakes this task almost every time.
+            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Some(done));
+            }
+            if expired(activity, timer.as_mut(), cx) {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        });
+        tokio::select! {
+            biased;
+            polled = polled => match polled {
+                Some(done) => return done,
+                None => break,
+            },
+            changed = stop.changed(), if watching => {
+                // A listener that is gone drains like one that said so.
+                let drain = match changed {
+                    Ok(()) => *stop.borrow_and_update(),
+                    Err(_) => {
+                        watching = false;
+                        Drain::Graceful
+                    }
+                };
+                match drain {
+                    Drain::Abort => return Ok(()),
+                    Drain::Graceful if !draining => {
+                        draining = true;
+                        graceful_shutdown(conn.as_mut());
+                    }
+                    Drain::Graceful | Drain::Serving => {}
+                }
+            }
+        }
     }
-    graceful_shutdown(conn.as_mut());
-    let done = conn.await;
-    drop(stop);
-    done
+    tracing::debug!("closing a connection past its idle or request-head deadline");
+    if goaway_when_idle && !draining {
+        // No stream is open: a GOAWAY tells the client not to start one here.
+        graceful_shutdown(conn.as_mut());
+        if let Ok(done) = tokio::time::timeout(GOAWAY_WAIT, conn).await {
+            return done;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the connection is past its deadline. Otherwise leaves `timer`
+/// armed (and this task registered) for the earliest moment it could be.
+/// The timer is only moved earlier here when a request head starts; later
+/// deadlines are picked up when it fires, which keeps timer-wheel updates
+/// off the per-request path.
+fn expired(activity: &Activity, mut timer: Pin<&mut Sleep>, cx: &mut Context<'_>) -> bool {
+    if let Some(due) = activity.due() {
+        if due < timer.deadline() {
+            timer.as_mut().reset(due);
+        }
+    }
+    while timer.as_mut().poll(cx).is_ready() {
+        let now = Instant::now();
+        match activity.due() {
+            Some(due) if due <= now => return true,
+            Some(due) => timer.as_mut().reset(due),
+            None => timer.as_mut().reset(now + activity.recheck()),
+        }
+    }
+    false
 }
 
 /// The HTTP/2 connection preface (RFC 9113 3.4).

@@ -172,7 +172,8 @@ impl Builder {
         let gateway_addr = listener.local_addr().unwrap();
         let gateway = app::build_gateway(&config).unwrap();
         let serving = Arc::clone(&gateway);
-        tokio::spawn(async move { app::serve(&config, serving, listener, stop).await });
+        let serving =
+            tokio::spawn(async move { app::serve(&config, serving, listener, stop).await });
 
         Harness {
             addr: gateway_addr,
@@ -182,7 +183,9 @@ impl Builder {
             emulator,
             gateway,
             client: Client::builder(TokioExecutor::new()).build_http(),
-            _stops: vec![stop_tx, stop_tx2, stop_tx3],
+            serving,
+            gateway_stop: Some(stop_tx),
+            _stops: vec![stop_tx2, stop_tx3],
         }
     }
 }
@@ -202,6 +205,9 @@ pub struct Harness {
     /// The gateway itself (cache introspection).
     pub gateway: Arc<Gateway>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The gateway's accept loop; returns once its shutdown drain is over.
+    pub serving: tokio::task::JoinHandle<Result<(), app::StartError>>,
+    gateway_stop: Option<oneshot::Sender<()>>,
     _stops: Vec<oneshot::Sender<()>>,
 }
 
@@ -273,6 +279,12 @@ impl Harness {
     /// Customizable harness.
     pub fn builder() -> Builder {
         Builder::default()
+    }
+
+    /// Starts the gateway's graceful shutdown, as SIGTERM does; the emulator
+    /// and the echo upstream keep running.
+    pub fn shutdown(&mut self) {
+        self.gateway_stop.take();
     }
 
     /// `http://gateway{path}`.
