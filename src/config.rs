@@ -137,6 +137,8 @@ pub struct IdpConfig {
     pub timeout: Duration,
     /// Run the emulator in-process and point the client at it.
     pub emulate: bool,
+    /// Trust only this CA bundle for an `https://` IdP (a private PKI).
+    pub ca: Option<CaBundle>,
 }
 
 /// `[cache]`.
@@ -518,6 +520,8 @@ struct RawIdp {
     #[serde(deserialize_with = "lenient_string")]
     timeout: String,
     emulate: bool,
+    #[serde(deserialize_with = "lenient_string")]
+    ca_file: String,
 }
 
 impl Default for RawIdp {
@@ -529,6 +533,7 @@ impl Default for RawIdp {
             client_id: "TIBCO_CONSUMER".into(),
             timeout: "2s".into(),
             emulate: false,
+            ca_file: String::new(),
         }
     }
 }
@@ -805,6 +810,19 @@ impl RawConfig {
             client_id: self.idp.client_id,
             timeout: p.positive_duration("idp.timeout", &self.idp.timeout),
             emulate: self.idp.emulate,
+            ca: match self.idp.ca_file.trim() {
+                "" => None,
+                path => match crate::connector::read_ca_file(std::path::Path::new(path)) {
+                    Ok(certs) => Some(CaBundle {
+                        path: PathBuf::from(path),
+                        certs: certs.into(),
+                    }),
+                    Err(msg) => {
+                        p.push("idp.ca_file", msg);
+                        None
+                    }
+                },
+            },
         };
 
         if self.cache.max_entries == 0 {
@@ -1161,6 +1179,16 @@ mod tests {
             assert_eq!(c.cache.max_ttl, Duration::from_secs(90));
             Ok(())
         });
+    }
+
+    #[test]
+    fn idp_ca_file_errors_name_the_key() {
+        let err = Config::from_toml_str(&format!(
+            "[idp]\nca_file = \"/nonexistent/ca.pem\"\n{MINIMAL}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("idp.ca_file"), "{err}");
     }
 
     #[test]

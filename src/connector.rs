@@ -1,6 +1,7 @@
 //! Outbound connections (to upstreams and to the IdP): TCP with `TCP_NODELAY`
-//! and a connect timeout, and TLS (rustls) for `https://`: webpki roots by
-//! default, or only a route's own CA bundle (`ca_file`).
+//! and a connect timeout, and TLS (rustls) for `https://`: by default the
+//! operating system's trust store together with the bundled webpki roots, or
+//! only a configured CA bundle (`ca_file`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,13 +25,13 @@ pub enum Alpn {
     Http2,
 }
 
-/// Builds the connector used for the IdP and for routes without `ca_file`:
-/// HTTP/1.1, webpki roots. Fails only if the TLS provider cannot be set up.
+/// Builds the connector used for routes without `ca_file`: HTTP/1.1, default
+/// roots. Fails only if the TLS provider cannot be set up.
 pub fn build(connect_timeout: Duration) -> Result<Connector, rustls::Error> {
     build_with(connect_timeout, None, Alpn::Http1)
 }
 
-/// Builds a connector that trusts `ca` alone when given (else the webpki
+/// Builds a connector that trusts `ca` alone when given (else the default
 /// roots) and offers `alpn` over TLS.
 pub fn build_with(
     connect_timeout: Duration,
@@ -46,9 +47,7 @@ pub fn build_with(
         // A private CA replaces the public roots: a route pinned to an
         // internal PKI must not accept a publicly issued certificate.
         Some(certs) => ca_roots(certs)?,
-        None => RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
+        None => default_roots().clone(),
     };
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -62,6 +61,28 @@ pub fn build_with(
     Ok(match alpn {
         Alpn::Http1 => builder.enable_http1().wrap_connector(tcp),
         Alpn::Http2 => builder.enable_http2().wrap_connector(tcp),
+    })
+}
+
+/// The bundled webpki (Mozilla) roots plus the operating system's store, read
+/// once: an enterprise CA installed on the host or image (e.g. in
+/// /etc/ssl/certs) is trusted without extra configuration.
+pub fn default_roots() -> &'static RootCertStore {
+    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+        if !native.errors.is_empty() {
+            tracing::debug!(
+                errors = native.errors.len(),
+                "some system certificates could not be read"
+            );
+        }
+        tracing::debug!(system = added, "trust roots loaded");
+        roots
     })
 }
 

@@ -192,7 +192,12 @@ impl GatewayError {
 
 /// A JSON response the gateway makes itself; never cached by browsers or proxies.
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_bytes(status, body.to_string())
+}
+
+/// A JSON response from already-encoded text, with the same headers.
+pub fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(

@@ -634,3 +634,76 @@ fn routes_share_a_client_per_ca_file_and_protocol() {
         pki.ca_file
     );
 }
+
+/// A TLS terminator in front of `backend`, for an IdP served over https.
+async fn tls_front(acceptor: TlsAcceptor, backend: SocketAddr) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let Ok(mut back) = TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+            });
+        }
+    });
+    addr
+}
+
+/// An emulator with the harness' API key behind TLS signed by `pki`.
+async fn https_idp(pki: &Pki) -> (Arc<sessiongate::emulator::Emulator>, String) {
+    use sessiongate::emulator::{self, Emulator, EmulatorConfig};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain = l.local_addr().unwrap();
+    let emu = Emulator::new(EmulatorConfig {
+        api_key: support::API_KEY.into(),
+        ..EmulatorConfig::default()
+    });
+    tokio::spawn(emulator::run(l, Arc::clone(&emu), std::future::pending()));
+    let front = tls_front(pki.acceptor(b"http/1.1"), plain).await;
+    (
+        emu,
+        format!("https://127.0.0.1:{}{}", front.port(), emulator::BASE_PATH),
+    )
+}
+
+#[tokio::test]
+async fn an_https_idp_with_a_private_ca_is_trusted_through_idp_ca_file() {
+    let pki = Pki::new();
+    let (emu, base_url) = https_idp(&pki).await;
+    let h = Harness::builder()
+        .idp_base_url(&base_url)
+        .set("idp", &pki.ca_line())
+        .start()
+        .await;
+    let s = emu.create_session(users::INVESTOR, None).unwrap();
+    let cookie = format!(
+        "iid_session_id={}; iid_session_token={}",
+        s.session_id, s.session_token
+    );
+    let r = h.get("/portal/x", &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(emu.stats().fetch, 1);
+}
+
+#[tokio::test]
+async fn an_https_idp_with_an_untrusted_certificate_fails_closed() {
+    let pki = Pki::new();
+    let (emu, base_url) = https_idp(&pki).await;
+    let h = Harness::builder().idp_base_url(&base_url).start().await;
+    let s = emu.create_session(users::INVESTOR, None).unwrap();
+    let cookie = format!(
+        "iid_session_id={}; iid_session_token={}",
+        s.session_id, s.session_token
+    );
+    let r = h.get("/portal/x", &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.reason(), "idp_unavailable");
+    assert_eq!(emu.stats().fetch, 0, "nothing got past TLS");
+}

@@ -174,15 +174,7 @@ fn not_ready_body(reason: &str) -> String {
 
 /// A small JSON answer that no cache keeps (probe results go stale at once).
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::error::json_bytes(status, body)
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown` resolves.

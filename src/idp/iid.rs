@@ -65,7 +65,11 @@ impl IidClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
-            .build(connector::build(cfg.timeout)?);
+            .build(connector::build_with(
+                cfg.timeout,
+                cfg.ca.as_ref().map(|c| &*c.certs),
+                connector::Alpn::Http1,
+            )?);
         Ok(Self {
             client,
             fetch_uri: uri(wire::PATH_FETCH)?,
