@@ -43,6 +43,7 @@ async fn idp_verdict(h: &Harness, key: &SessionKey) -> Verdict {
         client_id: "TIBCO_CONSUMER".into(),
         timeout: Duration::from_secs(10),
         emulate: false,
+        ca: None,
     })
     .unwrap();
     client.fetch(key).await.unwrap()
