@@ -6,90 +6,6 @@
 
 mod support;
 
-mod raw {
-    use serde_json::Value;
-
-    /// A response read off a raw connection.
-    pub struct RawReply {
-        pub status: u16,
-        pub headers: Vec<(String, String)>,
-        pub body: Vec<u8>,
-    }
-
-    impl RawReply {
-        pub fn parse(resp: &str) -> Self {
-            let status = crate::support::raw_status(resp);
-            let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp, ""));
-            let headers: Vec<(String, String)> = head
-                .lines()
-                .skip(1)
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect();
-            let chunked = headers
-                .iter()
-                .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-            let body = if chunked {
-                dechunk(body.as_bytes())
-            } else {
-                body.as_bytes().to_vec()
-            };
-            Self {
-                status,
-                headers,
-                body,
-            }
-        }
-
-        pub fn is_from_upstream(&self) -> bool {
-            self.headers.iter().any(|(k, _)| k == "x-echo")
-        }
-
-        pub fn json(&self) -> Value {
-            serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-                panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-            })
-        }
-
-        /// For echo answers: the values the upstream received for `name`.
-        pub fn upstream_header(&self, name: &str) -> Option<Vec<String>> {
-            self.json()["headers"].get(name).map(|vals| {
-                vals.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| s.as_str().unwrap().to_string())
-                    .collect()
-            })
-        }
-
-        /// For echo answers: every header name the upstream received.
-        pub fn upstream_header_names(&self) -> Vec<String> {
-            self.json()["headers"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect()
-        }
-    }
-
-    fn dechunk(mut b: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-            let size = std::str::from_utf8(&b[..eol]).unwrap();
-            let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            let start = eol + 2;
-            out.extend_from_slice(&b[start..start + n]);
-            b = &b[(start + n + 2).min(b.len())..];
-        }
-        out
-    }
-}
-
-use raw::RawReply;
 use support::{users, Harness, Reply};
 
 const PUBLIC_PATH: &str = "/public/spoof";
@@ -103,7 +19,7 @@ fn identity_like(name: &str) -> bool {
 
 /// Sends `GET path` with the given raw header lines (verbatim on the wire,
 /// odd case and underscores included) and an optional session cookie.
-async fn raw_get(h: &Harness, path: &str, cookie: Option<&str>, lines: &[&str]) -> RawReply {
+async fn raw_get(h: &Harness, path: &str, cookie: Option<&str>, lines: &[&str]) -> Reply {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", h.addr);
     if let Some(c) = cookie {
         req.push_str(&format!("Cookie: {c}\r\n"));
@@ -113,9 +29,9 @@ async fn raw_get(h: &Harness, path: &str, cookie: Option<&str>, lines: &[&str]) 
         req.push_str("\r\n");
     }
     req.push_str("X-App-Thing: kept\r\nConnection: close\r\n\r\n");
-    let r = RawReply::parse(&h.raw(req.as_bytes()).await);
+    let r = Reply::parse_raw(&h.raw(req.as_bytes()).await);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert!(r.is_from_upstream());
+    assert!(r.from_upstream());
     // The probe header proves the upstream's header list is being read at all.
     assert_eq!(r.upstream_header("x-app-thing").unwrap(), ["kept"]);
     r
@@ -154,7 +70,7 @@ async fn honest_identity(h: &Harness, cookie: &str) -> Vec<(String, Vec<String>)
 
 /// On a required route the upstream sees exactly the gateway's identity
 /// headers, one value each, whatever the client added; returns the reply.
-async fn assert_replaced_on_required_route(lines: &[&str]) -> RawReply {
+async fn assert_replaced_on_required_route(lines: &[&str]) -> Reply {
     let h = Harness::start().await;
     let cookie = h.login(users::INVESTOR);
     let honest = honest_identity(&h, &cookie).await;

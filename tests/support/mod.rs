@@ -223,6 +223,33 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Parses a response read off a raw connection (see [`Harness::raw`]),
+    /// de-chunking the body if needed.
+    pub fn parse_raw(resp: &str) -> Reply {
+        let status = StatusCode::from_u16(raw_status(resp)).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp, ""));
+        let mut headers = HeaderMap::new();
+        for (k, v) in head.lines().skip(1).filter_map(|l| l.split_once(':')) {
+            headers.append(
+                http::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v.trim()).unwrap(),
+            );
+        }
+        let chunked = headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+        let body = if chunked {
+            dechunk(body.as_bytes())
+        } else {
+            body.as_bytes().to_vec()
+        };
+        Reply {
+            status,
+            headers,
+            body: Bytes::from(body),
+        }
+    }
+
     /// Body as JSON (panics with the body text if it is not JSON).
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
@@ -428,4 +455,19 @@ pub async fn dead_addr() -> SocketAddr {
 /// FNV-1a of `data`, as the echo upstream reports it.
 pub fn fnv_hex(data: &[u8]) -> String {
     format!("{:016x}", echo::fnv1a64(data, echo::FNV_OFFSET))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&b[..eol]).unwrap();
+        let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&b[start..start + n]);
+        b = &b[(start + n + 2).min(b.len())..];
+    }
+    out
 }
