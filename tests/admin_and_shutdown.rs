@@ -17,9 +17,8 @@ use sessiongate::app::{self, Listeners};
 use sessiongate::config::Config;
 use sessiongate::emulator::{self, Emulator, EmulatorConfig};
 use support::eventually;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
@@ -35,30 +34,6 @@ async fn get(client: &HttpClient, url: String) -> Option<(u16, String)> {
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// An upstream that reports each request's arrival, then answers after `hold`.
-async fn slow_upstream(hold: Duration) -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let _ = s.read(&mut buf).await;
-                let _ = tx.send(());
-                tokio::time::sleep(hold).await;
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndone",
-                    )
-                    .await;
-            });
-        }
-    });
-    (addr, rx)
 }
 
 struct Running {
@@ -94,7 +69,7 @@ async fn start(toml: &str) -> Running {
 
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_request_while_readiness_is_false() {
-    let (up, mut arrived) = slow_upstream(Duration::from_millis(1500)).await;
+    let (up, mut arrived) = support::slow_upstream(Duration::from_millis(1500)).await;
     let mut gw = start(&format!(
         "[server]\nshutdown_grace = \"20s\"\n[[routes]]\nprefix = \"/\"\nupstream = \"http://{up}\"\nauth = \"public\"\n"
     ))

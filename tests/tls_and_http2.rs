@@ -28,7 +28,7 @@ use sessiongate::tls::TlsAcceptorHandle;
 use support::{eventually, users, Harness, Reply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -502,36 +502,12 @@ async fn sighup_reloads_the_certificate_at_once() {
     assert!(reloaded, "SIGHUP did not reload the certificate");
 }
 
-/// An upstream that reports each request's arrival, then answers after `hold`.
-async fn slow_upstream(hold: Duration) -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let _ = s.read(&mut buf).await;
-                let _ = tx.send(());
-                tokio::time::sleep(hold).await;
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndone",
-                    )
-                    .await;
-            });
-        }
-    });
-    (addr, rx)
-}
-
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_on_tls_h1_and_h2() {
     let pki = Pki::new();
     let files = Files::new();
     files.install(&pki.leaf("gateway"));
-    let (up, mut arrived) = slow_upstream(Duration::from_millis(800)).await;
+    let (up, mut arrived) = support::slow_upstream(Duration::from_millis(800)).await;
     let cfg = Config::from_toml_str(&format!(
         "[server]\nshutdown_grace = \"20s\"\n{}[[routes]]\nprefix = \"/\"\nupstream = \"http://{up}\"\nauth = \"public\"\n",
         files.toml("5s")
