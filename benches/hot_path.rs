@@ -15,15 +15,15 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use sessiongate::app;
-use sessiongate::cache::{Fresh, SessionCache};
+use sessiongate::auth::cache::{Fresh, SessionCache};
+use sessiongate::auth::credential::{self, CookieNames, SessionCookie, SessionKey};
+use sessiongate::auth::identity::{self, Authenticated};
 use sessiongate::config::Config;
-use sessiongate::emulator::{self, Emulator, EmulatorConfig};
-use sessiongate::identity::{self, Authenticated};
+use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig};
 use sessiongate::idp::iid::classify_fetch;
 use sessiongate::idp::Verdict;
 use sessiongate::pipeline::{Admission, Outcome};
-use sessiongate::routes::{self, RouteTable};
-use sessiongate::session::{self, CookieNames, SessionCookie, SessionKey};
+use sessiongate::routes::RouteTable;
 
 const SEED: &[u8] = include_bytes!("../tests/data/seed_fetch_response.json");
 
@@ -117,7 +117,7 @@ fn steps(c: &mut Criterion) {
     g.bench_function("cookie_extraction", |b| {
         let names = names();
         b.iter(|| {
-            let SessionCookie::Present(key) = session::read(black_box(&headers), &names) else {
+            let SessionCookie::Present(key) = credential::read(black_box(&headers), &names) else {
                 panic!()
             };
             key
@@ -128,14 +128,17 @@ fn steps(c: &mut Criterion) {
     let table = RouteTable::new(&cfg.routes);
     g.bench_function("route_match_normalized", |b| {
         b.iter(|| {
-            let p = routes::normalize_path(black_box("/api/v1/services/8812/details")).unwrap();
+            let p = sessiongate::path::normalize_path(black_box("/api/v1/services/8812/details"))
+                .unwrap();
             table.find(&p).map(|r| r.prefix.len())
         })
     });
     g.bench_function("route_match_needs_normalizing", |b| {
         b.iter(|| {
-            let p = routes::normalize_path(black_box("/api//v1/./services/%38812/x/../details"))
-                .unwrap();
+            let p = sessiongate::path::normalize_path(black_box(
+                "/api//v1/./services/%38812/x/../details",
+            ))
+            .unwrap();
             table.find(&p).map(|r| r.prefix.len())
         })
     });
@@ -182,7 +185,7 @@ fn steps(c: &mut Criterion) {
                         .get_or_resolve(key, async { unreachable!("cache hit expected") })
                         .await
                         .unwrap();
-                    if let sessiongate::cache::Cached::Valid(a) = cached {
+                    if let sessiongate::auth::cache::Cached::Valid(a) = cached {
                         a.inject(&mut h);
                     }
                     h

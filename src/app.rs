@@ -9,11 +9,11 @@ use tokio::net::TcpListener;
 
 use crate::admin;
 use crate::config::Config;
-use crate::emulator::{self, Emulator, EmulatorConfig};
+use crate::dev::emulator::{self, Emulator, EmulatorConfig};
 use crate::idp::iid::{self, IidClient};
 use crate::pipeline::{self, Gateway};
+use crate::server::tls::{self, TlsAcceptorHandle, TlsFiles};
 use crate::server::{self, ServeOptions};
-use crate::tls::{self, TlsAcceptorHandle};
 
 /// Default lifetime of sessions the embedded emulator creates, in seconds.
 pub const EMBEDDED_SESSION_SECS: u64 = 900;
@@ -87,7 +87,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let tls = match &cfg.server.tls {
-        Some(t) => Some(Arc::new(TlsAcceptorHandle::new(t, cfg.server.http2)?)),
+        Some(t) => Some(Arc::new(TlsAcceptorHandle::new(
+            &TlsFiles {
+                cert_file: t.cert_file.clone(),
+                key_file: t.key_file.clone(),
+                reload_interval: t.reload_interval,
+            },
+            cfg.server.http2,
+        )?)),
         None => None,
     };
     // Lives as long as the listener: dropping it stops polling and SIGHUP handling.

@@ -35,24 +35,17 @@
 
 pub mod admin;
 pub mod app;
-pub mod cache;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connector;
-pub mod demo;
-pub mod echo;
-pub mod emulator;
+pub mod dev;
 pub mod error;
-pub mod identity;
-mod idle;
 pub mod idp;
-pub mod loadtest;
+pub mod path;
 pub mod pipeline;
 pub mod proxy;
 pub mod request_id;
 pub mod routes;
 pub mod server;
-pub mod session;
 pub mod telemetry;
-pub mod tls;
-pub mod upgrade;

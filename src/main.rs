@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use sessiongate::cli::{Cli, Command};
 use sessiongate::config::{Config, LogFormat};
-use sessiongate::{app, demo, echo, emulator, loadtest, telemetry};
+use sessiongate::dev::{demo, echo, emulator, loadtest};
+use sessiongate::{app, telemetry};
 use tokio::net::TcpListener;
 
 /// mimalloc: fewer cycles per request than glibc malloc under many small

@@ -18,15 +18,15 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use serde_json::json;
 
 use crate::admin::{Admin, AuthOutcome, IdpResult, UpstreamResult};
-use crate::cache::{Cached, Fresh, Lookup, SessionCache};
+use crate::auth::cache::{Cached, Fresh, Lookup, SessionCache};
+use crate::auth::credential::{self, CookieNames, Fingerprint, SessionCookie, SessionKey};
+use crate::auth::identity::{self, Authenticated};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
-use crate::identity::{self, Authenticated};
 use crate::idp::{IdpError, SessionProvider, Verdict};
 use crate::proxy::{self, Forwarder, ResponseBody};
 use crate::request_id;
-use crate::routes::{self, Access, RouteTable};
-use crate::session::{self, CookieNames, Fingerprint, SessionCookie, SessionKey};
+use crate::routes::{Access, RouteTable};
 
 /// Characters left as-is in `return_to` (RFC 3986 unreserved).
 const RETURN_TO_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -220,7 +220,7 @@ impl Gateway {
 
         // 4. Route on the normalized path alone: the query and fragment never take
         //    part, and ambiguous encodings are refused rather than guessed at.
-        let path = routes::normalize_path(parts.uri.path()).map_err(|e| {
+        let path = crate::path::normalize_path(parts.uri.path()).map_err(|e| {
             tracing::debug!(error = %e, "path rejected");
             GatewayError::BadRequest("path")
         })?;
@@ -304,7 +304,7 @@ impl Gateway {
         headers: &HeaderMap,
         log: &mut Outcome<'_>,
     ) -> Result<Arc<Authenticated>, GatewayError> {
-        let key = match session::read(headers, &self.cookies) {
+        let key = match credential::read(headers, &self.cookies) {
             SessionCookie::Absent => return Err(GatewayError::NoSession),
             // Garbage never reaches the IdP: it cannot be a session.
             SessionCookie::Malformed => return Err(GatewayError::InvalidSession),
@@ -364,7 +364,7 @@ impl Gateway {
         log: &mut Outcome<'_>,
     ) -> Result<Response<Full<Bytes>>, GatewayError> {
         let mut remote = Ok(());
-        if let SessionCookie::Present(key) = session::read(&parts.headers, &self.cookies) {
+        if let SessionCookie::Present(key) = credential::read(&parts.headers, &self.cookies) {
             log.session = Some(key.fingerprint());
             // Revoke locally first: the cookie must stop working even if the IdP is down.
             self.cache.revoke(&key).await;

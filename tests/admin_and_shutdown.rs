@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sessiongate::app::{self, Listeners};
 use sessiongate::config::Config;
-use sessiongate::emulator::{self, Emulator, EmulatorConfig};
+use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig};
 use support::eventually;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -159,7 +159,7 @@ async fn metrics_count_requests_auth_outcomes_and_idp_calls() {
     ));
     let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up_addr = up.local_addr().unwrap();
-    tokio::spawn(sessiongate::echo::run(up, std::future::pending()));
+    tokio::spawn(sessiongate::dev::echo::run(up, std::future::pending()));
     let gw = start(&format!(
         "[idp]\nbase_url = \"http://{idp}{}\"\napi_key = \"k\"\n[[routes]]\nprefix = \"/app/\"\nupstream = \"http://{up_addr}\"\n",
         emulator::BASE_PATH

@@ -254,7 +254,7 @@ fn free_port() -> u16 {
 async fn run_serves_the_config_it_is_given() {
     let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let echo: SocketAddr = up.local_addr().unwrap();
-    tokio::spawn(sessiongate::echo::run(up, std::future::pending()));
+    tokio::spawn(sessiongate::dev::echo::run(up, std::future::pending()));
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let get = |gw: SocketAddr, path: &str| {

@@ -14,7 +14,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessiongate::emulator::{self, Emulator, EmulatorConfig, Fault};
+use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig, Fault};
 use support::{users, Harness, Reply};
 use tokio::net::TcpListener;
 

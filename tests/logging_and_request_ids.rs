@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sessiongate::emulator::{self, Emulator, EmulatorConfig};
+use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig};
 use support::{users, Harness};
 use tokio::net::TcpListener;
 
@@ -69,7 +69,7 @@ async fn access_log_has_every_request_and_no_secret_in_clear() {
     ));
     let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up_addr = up.local_addr().unwrap();
-    tokio::spawn(sessiongate::echo::run(up, std::future::pending()));
+    tokio::spawn(sessiongate::dev::echo::run(up, std::future::pending()));
 
     let gw = free_addr();
     let dir = std::env::temp_dir().join(format!(

@@ -12,11 +12,11 @@ mod support;
 
 use std::time::Duration;
 
+use sessiongate::auth::credential::SessionKey;
 use sessiongate::config::{IdpConfig, Provider, Secret};
-use sessiongate::emulator::{self, Fault};
+use sessiongate::dev::emulator::{self, Fault};
 use sessiongate::idp::iid::IidClient;
 use sessiongate::idp::{SessionProvider, Verdict};
-use sessiongate::session::SessionKey;
 use support::{users, Harness, Reply};
 
 /// The (id, token) pair inside a cookie made by `Harness::login`.

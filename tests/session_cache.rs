@@ -14,7 +14,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessiongate::emulator::Fault;
+use sessiongate::dev::emulator::Fault;
 use support::{users, Harness, Reply};
 use tokio::task::JoinSet;
 

@@ -22,9 +22,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, ServerName};
 use sessiongate::app;
-use sessiongate::config::{Config, TlsConfig};
+use sessiongate::config::Config;
+use sessiongate::server::tls::{TlsAcceptorHandle, TlsFiles};
 use sessiongate::server::{self, ServeOptions};
-use sessiongate::tls::TlsAcceptorHandle;
 use support::{eventually, users, Harness, Reply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -135,8 +135,8 @@ impl Files {
         )
     }
 
-    fn tls_config(&self, reload_interval: Duration) -> TlsConfig {
-        TlsConfig {
+    fn tls_config(&self, reload_interval: Duration) -> TlsFiles {
+        TlsFiles {
             cert_file: self.cert.clone(),
             key_file: self.key.clone(),
             reload_interval,

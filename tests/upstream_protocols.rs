@@ -657,8 +657,8 @@ async fn tls_front(acceptor: TlsAcceptor, backend: SocketAddr) -> SocketAddr {
 }
 
 /// An emulator with the harness' API key behind TLS signed by `pki`.
-async fn https_idp(pki: &Pki) -> (Arc<sessiongate::emulator::Emulator>, String) {
-    use sessiongate::emulator::{self, Emulator, EmulatorConfig};
+async fn https_idp(pki: &Pki) -> (Arc<sessiongate::dev::emulator::Emulator>, String) {
+    use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig};
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let plain = l.local_addr().unwrap();
     let emu = Emulator::new(EmulatorConfig {

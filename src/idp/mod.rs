@@ -6,11 +6,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::identity::Identity;
-use crate::session::SessionKey;
+use crate::auth::credential::SessionKey;
+use crate::auth::identity::Identity;
 
 pub mod iid;
-pub mod wire;
 
 /// A boxed future: providers are called only on cache misses, so the box is off the hot path.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::app;
 use crate::config::Config;
-use crate::echo;
-use crate::emulator::{self, Emulator, EmulatorConfig};
+use crate::dev::echo;
+use crate::dev::emulator::{self, Emulator, EmulatorConfig};
 
 /// API key shared by the demo gateway and its emulator.
 const DEMO_API_KEY: &str = "demo-api-key";

@@ -468,7 +468,7 @@ mod tests {
     async fn echo() -> std::net::SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let a = l.local_addr().unwrap();
-        tokio::spawn(crate::echo::run(l, std::future::pending()));
+        tokio::spawn(crate::dev::echo::run(l, std::future::pending()));
         a
     }
 

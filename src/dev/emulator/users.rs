@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::idp::wire;
+use crate::idp::iid::wire;
 
 /// The users shipped with the binary, so `emulator` and `demo` work without files.
-const DEFAULT_USERS_JSON: &str = include_str!("../../config/users.json");
+const DEFAULT_USERS_JSON: &str = include_str!("../../../config/users.json");
 
 /// One entry of the users JSON file: everything a child session reports about its user.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -227,7 +227,7 @@ pub struct LogoutResult {
 mod tests {
     use super::*;
 
-    const SEED_FETCH: &str = include_str!("../../tests/data/seed_fetch_response.json");
+    const SEED_FETCH: &str = include_str!("../../../tests/data/seed_fetch_response.json");
 
     #[test]
     fn parses_the_seed_fetch_response() {

@@ -16,12 +16,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use super::wire::{self, ChildSession, CommonResponse, SessionRequest};
+pub mod wire;
+
+use self::wire::{ChildSession, CommonResponse, SessionRequest};
 use super::{BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
+use crate::auth::credential::SessionKey;
+use crate::auth::identity::{Identity, Pii, ProfileInfo, RoleGrant};
 use crate::config::IdpConfig;
 use crate::connector::{self, Connector};
-use crate::identity::{Identity, Pii, ProfileInfo, RoleGrant};
-use crate::session::SessionKey;
 
 /// Largest IdP answer read; a bigger one is a bad answer, not a memory problem.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -305,7 +307,7 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
 mod tests {
     use super::*;
 
-    const SEED: &[u8] = include_bytes!("../../tests/data/seed_fetch_response.json");
+    const SEED: &[u8] = include_bytes!("../../../tests/data/seed_fetch_response.json");
 
     fn key() -> SessionKey {
         SessionKey::new("fa44b0c4-fb2d-43c3-bb65-345ad2a8be11", "")

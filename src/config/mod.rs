@@ -663,11 +663,12 @@ impl RawTls {
             reload_interval: p
                 .positive_duration("server.tls.reload_interval", &self.reload_interval),
         };
-        let certs = crate::tls::read_certs(&cfg.cert_file);
-        let key = crate::tls::read_key(&cfg.key_file);
+        let certs = crate::server::pem::read_certs(&cfg.cert_file);
+        let key = crate::server::pem::read_key(&cfg.key_file);
         let pair = match (certs, key) {
             (Ok(certs), Ok(key)) => {
-                crate::tls::certified_key(certs, key, &cfg.cert_file, &cfg.key_file).map(drop)
+                crate::server::pem::certified_key(certs, key, &cfg.cert_file, &cfg.key_file)
+                    .map(drop)
             }
             (certs, key) => {
                 // Report both files when both are bad.
@@ -887,7 +888,7 @@ impl RawConfig {
             let key = format!("routes[{i}]");
             if !r.prefix.starts_with('/') {
                 p.push(&format!("{key}.prefix"), "must start with '/'");
-            } else if crate::routes::normalize_path(&r.prefix)
+            } else if crate::path::normalize_path(&r.prefix)
                 .map(|n| n != r.prefix.as_str())
                 .unwrap_or(true)
             {
@@ -899,17 +900,17 @@ impl RawConfig {
                     ),
                 );
             }
-            let canonical = crate::routes::canonical_prefix(&r.prefix);
+            let canonical = crate::path::canonical_prefix(&r.prefix);
             if routes
                 .iter()
-                .any(|o| crate::routes::canonical_prefix(&o.prefix) == canonical)
+                .any(|o| crate::path::canonical_prefix(&o.prefix) == canonical)
             {
                 p.push(
                     &format!("{key}.prefix"),
                     format_args!("{:?} is listed twice", r.prefix),
                 );
             }
-            if canonical == crate::routes::canonical_prefix(&session.logout_path) {
+            if canonical == crate::path::canonical_prefix(&session.logout_path) {
                 p.push(
                     &format!("{key}.prefix"),
                     "equals session.logout_path, which the gateway answers itself",
@@ -1199,7 +1200,7 @@ mod tests {
 
     #[test]
     fn the_shipped_config_is_valid() {
-        let text = include_str!("../config/sessiongate.toml");
+        let text = include_str!("../../config/sessiongate.toml");
         Config::from_toml_str(text).unwrap();
     }
 }

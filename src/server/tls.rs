@@ -1,7 +1,7 @@
 //! TLS termination for the public listener: rustls with the ring provider,
 //! PEM certificate and key files, ALPN (`h2`, `http/1.1`), and certificate
 //! rotation without dropping connections. The files are re-read when their
-//! mtime or length changes (polled every `reload_interval`) and on SIGHUP;
+//! contents change (a hash of each, polled every `reload_interval`) and on SIGHUP;
 //! new handshakes get the new certificate, connections already up keep the
 //! one they started with, and a bad replacement is logged and ignored.
 
@@ -11,58 +11,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
-use rustls::sign::{CertifiedKey, SigningKey};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsConfig;
+use super::pem::{certified_key, parse_certs, parse_key, provider, LoadError, PemFile};
+
+/// Where the listener's certificate comes from; filled by the wiring from
+/// `server.tls`, so the server knows nothing of the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// How often the files are checked for changes.
+    pub reload_interval: Duration,
+}
 
 /// ALPN id of HTTP/2.
 pub const ALPN_H2: &[u8] = b"h2";
 /// ALPN id of HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
-
-/// Which of the two PEM files a problem is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PemFile {
-    /// `cert_file`: the certificate chain.
-    Cert,
-    /// `key_file`: the private key.
-    Key,
-}
-
-impl PemFile {
-    /// The config key naming this file.
-    pub fn key(self) -> &'static str {
-        match self {
-            PemFile::Cert => "cert_file",
-            PemFile::Key => "key_file",
-        }
-    }
-}
-
-/// A certificate or key file that cannot be used, and why.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}: {message}", file.key())]
-pub struct LoadError {
-    /// Which file.
-    pub file: PemFile,
-    /// What is wrong with it (names the path).
-    pub message: String,
-}
-
-impl LoadError {
-    fn new(file: PemFile, path: &Path, why: impl fmt::Display) -> Self {
-        Self {
-            file,
-            message: format!("{}: {why}", path.display()),
-        }
-    }
-}
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -73,60 +44,6 @@ pub enum TlsError {
     /// rustls rejected the configuration.
     #[error("tls: {0}")]
     Rustls(#[from] rustls::Error),
-}
-
-/// The crypto provider for the listener: ring, explicitly, so the process
-/// never depends on which provider happens to be installed as the default.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Reads a PEM certificate chain (leaf first) and checks that the leaf parses.
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
-    parse_certs(&read(PemFile::Cert, path)?, path)
-}
-
-/// Reads a PEM private key: PKCS#8 (`PRIVATE KEY`), PKCS#1 (`RSA PRIVATE KEY`)
-/// or SEC1 (`EC PRIVATE KEY`).
-pub fn read_key(path: &Path) -> Result<Arc<dyn SigningKey>, LoadError> {
-    parse_key(&read(PemFile::Key, path)?, path)
-}
-
-/// Loads both files and checks that the key belongs to the leaf certificate.
-pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, LoadError> {
-    let certs = read_certs(cert_file)?;
-    let key = read_key(key_file)?;
-    certified_key(certs, key, cert_file, key_file)
-}
-
-fn read(file: PemFile, path: &Path) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|e| LoadError::new(file, path, e))
-}
-
-fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
-    let bad = |why: &dyn fmt::Display| LoadError::new(PemFile::Cert, path, why);
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&e))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| bad(&"no CERTIFICATE block found"))?;
-    ParsedCertificate::try_from(leaf).map_err(|e| bad(&format_args!("leaf certificate: {e}")))?;
-    Ok(certs)
-}
-
-fn parse_key(pem: &[u8], path: &Path) -> Result<Arc<dyn SigningKey>, LoadError> {
-    let bad = |why: &dyn fmt::Display| LoadError::new(PemFile::Key, path, why);
-    let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            bad(&"no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found")
-        }
-        other => bad(&other),
-    })?;
-    provider()
-        .key_provider
-        .load_private_key(der)
-        .map_err(|e| bad(&format_args!("unusable key: {e}")))
 }
 
 fn parse_pair(
@@ -143,31 +60,6 @@ fn parse_pair(
         cert_file,
         key_file,
     )
-}
-
-/// Pairs a chain with its key; a key that is not the leaf's is the key file's fault.
-pub fn certified_key(
-    certs: Vec<CertificateDer<'static>>,
-    key: Arc<dyn SigningKey>,
-    cert_file: &Path,
-    key_file: &Path,
-) -> Result<CertifiedKey, LoadError> {
-    let pair = CertifiedKey::new(certs, key);
-    match pair.keys_match() {
-        // ring keys always expose their public half; Unknown is rustls' "cannot tell".
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-            Ok(pair)
-        }
-        Err(rustls::Error::InconsistentKeys(_)) => Err(LoadError::new(
-            PemFile::Key,
-            key_file,
-            format_args!(
-                "does not belong to the certificate in {}",
-                cert_file.display()
-            ),
-        )),
-        Err(e) => Err(LoadError::new(PemFile::Cert, cert_file, e)),
-    }
 }
 
 /// Hands every new handshake the current certificate. Rotation swaps the
@@ -249,7 +141,7 @@ impl fmt::Debug for TlsAcceptorHandle {
 
 impl TlsAcceptorHandle {
     /// Loads the files and builds the acceptor; ALPN offers `h2` only when `http2` is on.
-    pub fn new(cfg: &TlsConfig, http2: bool) -> Result<Self, TlsError> {
+    pub fn new(cfg: &TlsFiles, http2: bool) -> Result<Self, TlsError> {
         let (cert_pem, key_pem) = (std::fs::read(&cfg.cert_file), std::fs::read(&cfg.key_file));
         let seen = [fingerprint(&cert_pem), fingerprint(&key_pem)];
         let key = parse_pair(cert_pem, key_pem, &cfg.cert_file, &cfg.key_file)?;
@@ -422,6 +314,7 @@ impl Drop for Reloader {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::server::pem::load_certified_key;
 
     use rcgen::{CertificateParams, KeyPair};
 
@@ -534,7 +427,7 @@ mod tests {
         let cert = dir.write("tls.crt", &cert_a_pem);
         let key = dir.write("tls.key", &key_a);
         let handle = TlsAcceptorHandle::new(
-            &TlsConfig {
+            &TlsFiles {
                 cert_file: cert.clone(),
                 key_file: key.clone(),
                 reload_interval: Duration::from_secs(3600),
@@ -574,7 +467,7 @@ mod tests {
     fn alpn_offers_h2_only_when_http2_is_on() {
         let dir = Scratch::new("alpn");
         let key = KeyPair::generate().unwrap().serialize_pem();
-        let cfg = TlsConfig {
+        let cfg = TlsFiles {
             cert_file: dir.write("c.crt", &self_signed(&key, "localhost")),
             key_file: dir.write("c.key", &key),
             reload_interval: Duration::from_secs(5),

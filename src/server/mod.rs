@@ -29,8 +29,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use crate::idle::{Activity, Tracked, Watched};
-use crate::tls::{TlsAcceptorHandle, ALPN_H2};
+mod idle;
+pub mod pem;
+pub mod tls;
+
+use idle::{Activity, Tracked, Watched};
+use tls::{TlsAcceptorHandle, ALPN_H2};
 
 /// Default bound on open connections per listener (see [`ServeOptions::max_connections`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -152,7 +156,7 @@ enum Drain {
 /// A connection's hold on its listener: its `max_connections` slot, its
 /// place in the drain and its count in the open-connections gauge. Upgrade
 /// requests carry a clone as a request extension, so an upgraded tunnel
-/// keeps all three until it closes (see [`crate::upgrade::splice`]).
+/// keeps all three until it closes (see [`crate::proxy::upgrade::splice`]).
 #[derive(Clone)]
 pub struct ConnectionLease(Arc<Lease>);
 
@@ -205,7 +209,7 @@ where
 {
     let mut h1 = http1::Builder::new();
     // hyper's header_read_timeout would also cut idle keep-alive connections
-    // at the head timeout; `crate::idle` enforces both timeouts instead.
+    // at the head timeout; `crate::server::idle` enforces both timeouts instead.
     h1.timer(TokioTimer::new())
         .header_read_timeout(None)
         .max_buf_size(opts.max_buf_size.max(8192))

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-const SEED_FETCH: &str = include_str!("../../tests/data/seed_fetch_response.json");
+const SEED_FETCH: &str = include_str!("../../../tests/data/seed_fetch_response.json");
 const KEY: &str = "test-api-key";
 const CLIENT: &str = "TIBCO_CONSUMER";
 

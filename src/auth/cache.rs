@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use moka::Expiry;
 
+use crate::auth::credential::SessionKey;
+use crate::auth::identity::Authenticated;
 use crate::config::CacheConfig;
-use crate::identity::Authenticated;
 use crate::idp::IdpError;
-use crate::session::SessionKey;
 
 /// What the cache remembers about a session.
 #[derive(Debug, Clone)]
@@ -158,7 +158,7 @@ impl SessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identity;
+    use crate::auth::identity::Identity;
 
     fn cache(max_ttl: u64, negative_ttl: u64) -> SessionCache {
         SessionCache::new(&CacheConfig {

@@ -10,7 +10,7 @@ use base64::Engine as _;
 
 use super::users::{profile_key, User};
 use super::EmulatorConfig;
-use crate::idp::wire;
+use crate::idp::iid::wire;
 
 /// Dead sessions are kept this long so callers still get the precise 401.
 const KEEP_DEAD: Duration = Duration::from_secs(10 * 60);

@@ -3,7 +3,7 @@
 //!
 //! # IID surface
 //! Under [`BASE_PATH`], all `POST` with JSON bodies and answers in the S360
-//! `CommonResponse` envelope ([`crate::idp::wire::CommonResponse`]):
+//! `CommonResponse` envelope ([`crate::idp::iid::wire::CommonResponse`]):
 //! `/sso/session/create` (`{"profileId", "expires_in"?}`), and
 //! `/sso/session/{fetch,validate,refresh,logout}` (`{"sessionToken", "sessionId"}`).
 //! When configured, `X-IID-API-KEY` and `X-IID-CLIENT-ID` must match, else

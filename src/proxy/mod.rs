@@ -3,20 +3,15 @@
 //! hop-by-hop header removal with the two exceptions an upstream may need
 //! (`Upgrade` for WebSocket, `TE: trailers` for gRPC), and X-Forwarded-*.
 
-use std::net::IpAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName};
-use http::request::Parts;
+use http::header::{self};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -24,26 +19,19 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::{Upstream, UpstreamClientConfig, UpstreamConfig};
 use crate::connector::{self, Alpn, Connector};
 use crate::error::GatewayError;
+mod body;
+mod forwarded;
+mod hop;
+pub mod upgrade;
+
+pub use body::{RequestBody, RequestBodyError};
+pub use forwarded::set_forwarded;
+pub use hop::{remove_hop_by_hop, remove_request_hop_by_hop, HopByHop};
+
 use crate::server::ConnectionLease;
 
 /// Body of every response the gateway sends: streamed from upstream, or its own JSON.
 pub type ResponseBody = Either<Incoming, Full<Bytes>>;
-
-/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Trailer fields a gRPC server sends; declared to HTTP/1.1 clients, whose
 /// chunked encoding carries only the trailers a `Trailer` header announced.
@@ -61,111 +49,6 @@ pub struct Forwarder {
 struct UpstreamClient {
     client: Client<Connector, RequestBody>,
     http2: bool,
-}
-
-/// A request body on its way upstream, cut off once it goes past the
-/// route's `max_body_bytes`: the error aborts the upstream request, and the
-/// flag lets [`Forwarder::send`] answer 413 rather than 502. On routes
-/// without a limit, frames pass through untouched and nothing is allocated.
-#[derive(Debug)]
-pub struct RequestBody {
-    inner: Incoming,
-    limit: Option<Limit>,
-}
-
-#[derive(Debug)]
-struct Limit {
-    remaining: u64,
-    exceeded: Arc<AtomicBool>,
-}
-
-impl RequestBody {
-    /// Wraps `inner`; with a limit, also returns the flag set when it is exceeded.
-    fn new(inner: Incoming, max_bytes: Option<u64>) -> (Self, Option<Arc<AtomicBool>>) {
-        let Some(remaining) = max_bytes else {
-            return (Self { inner, limit: None }, None);
-        };
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let limit = Limit {
-            remaining,
-            exceeded: Arc::clone(&exceeded),
-        };
-        (
-            Self {
-                inner,
-                limit: Some(limit),
-            },
-            Some(exceeded),
-        )
-    }
-}
-
-/// Why a request body stopped short.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestBodyError {
-    /// The client's side failed (it went away, or sent a broken body).
-    #[error(transparent)]
-    Client(#[from] hyper::Error),
-    /// More bytes than the route's `max_body_bytes`.
-    #[error("request body exceeds the route's max_body_bytes")]
-    TooLarge,
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = RequestBodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
-        let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if let (Some(limit), Some(Ok(frame))) = (&mut this.limit, &frame) {
-            if let Some(data) = frame.data_ref() {
-                let n = data.len() as u64;
-                if n > limit.remaining {
-                    limit.exceeded.store(true, Ordering::Release);
-                    return Poll::Ready(Some(Err(RequestBodyError::TooLarge)));
-                }
-                limit.remaining -= n;
-            }
-        }
-        Poll::Ready(frame.map(|f| f.map_err(RequestBodyError::Client)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// What the client's hop-by-hop headers asked for that an upstream may still
-/// be given: they are removed with the rest before identity headers are
-/// added, and put back (rewritten by the gateway) only when sent upstream.
-#[derive(Debug, Default)]
-#[must_use = "dropping it silently refuses upgrades and trailers"]
-pub struct HopByHop {
-    /// `TE` listed `trailers` (gRPC needs it forwarded over HTTP/2).
-    te_trailers: bool,
-    /// The protocols of a valid upgrade request (HTTP/1.1 GET with
-    /// `Connection: upgrade`), `h2c` excluded.
-    upgrade: Option<HeaderValue>,
-}
-
-impl HopByHop {
-    /// Binds it to the route's client (`Route::client`) and body limit
-    /// (`Route::max_body_bytes`).
-    pub fn via(self, client: usize, max_body_bytes: Option<u64>) -> Onward {
-        Onward {
-            client,
-            hop: self,
-            max_body_bytes,
-        }
-    }
 }
 
 /// How an admitted request goes upstream: which client, which hop-by-hop
@@ -213,7 +96,7 @@ impl Forwarder {
 
     /// Sends `req` and returns the upstream's response with its body (and
     /// trailers) still streaming. A `101` to an upgrade request hands both
-    /// connections to [`crate::upgrade::splice`]. A body that goes past the
+    /// connections to [`crate::proxy::upgrade::splice`]. A body that goes past the
     /// route's limit before the upstream answers is [`GatewayError::BodyTooLarge`].
     pub async fn send(
         &self,
@@ -280,7 +163,7 @@ impl Forwarder {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             let upstream_side = hyper::upgrade::on(&mut resp);
-            crate::upgrade::splice(client_side, upstream_side, lease);
+            crate::proxy::upgrade::splice(client_side, upstream_side, lease);
             return Ok(resp);
         }
         let trailer = (up.http2 && hop.te_trailers)
@@ -312,191 +195,6 @@ fn declared_trailers(headers: &HeaderMap) -> Option<HeaderValue> {
     grpc.then_some(GRPC_TRAILERS)
 }
 
-/// Removes a request's hop-by-hop headers (see [`remove_hop_by_hop`]) and
-/// returns the parts of them the upstream may be given later: a valid
-/// upgrade and `TE: trailers`.
-pub fn remove_request_hop_by_hop(parts: &mut Parts) -> HopByHop {
-    let headers = &parts.headers;
-    if !headers
-        .keys()
-        .any(|n| HOP_BY_HOP.contains(n) || n == header::UPGRADE)
-    {
-        return HopByHop::default();
-    }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| has_token(v, "trailers"));
-    let upgrade = if parts.method == Method::GET
-        && parts.version == Version::HTTP_11
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v, "upgrade"))
-    {
-        upgrade_protocols(headers)
-    } else {
-        None
-    };
-    remove_hop_by_hop(&mut parts.headers);
-    HopByHop {
-        te_trailers,
-        upgrade,
-    }
-}
-
-/// The `Upgrade` protocols, without `h2c`: switching a proxied connection to
-/// cleartext HTTP/2 would let the client send further requests straight to
-/// the upstream, past authentication (h2c smuggling).
-fn upgrade_protocols(headers: &HeaderMap) -> Option<HeaderValue> {
-    let mut kept: Vec<&str> = Vec::new();
-    for value in headers.get_all(header::UPGRADE) {
-        let Ok(text) = value.to_str() else {
-            return None;
-        };
-        kept.extend(
-            text.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c")),
-        );
-    }
-    if kept.is_empty() {
-        return None;
-    }
-    HeaderValue::from_str(&kept.join(", ")).ok()
-}
-
-/// Whether a comma-separated header value lists `token` (any case, parameters ignored).
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value.to_str().is_ok_and(|s| {
-        s.split(',').any(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case(token))
-        })
-    })
-}
-
-/// Removes hop-by-hop headers and every header the `Connection` header names.
-/// Runs before identity headers are added, so a client cannot list one of
-/// them in `Connection` to have it dropped after injection.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names first: most requests carry none of these, and a
-    // remove() per name would hash every one of them.
-    let any = headers
-        .keys()
-        .any(|n| HOP_BY_HOP.contains(n) || n == header::UPGRADE);
-    if !any {
-        return;
-    }
-    if let Some(listed) = connection_listed(headers) {
-        for name in listed {
-            headers.remove(&name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    // Upgrade is hop-by-hop; a valid upgrade is put back by `Forwarder::send`.
-    headers.remove(header::UPGRADE);
-}
-
-fn connection_listed(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
-    let mut out = Vec::new();
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(text) = value.to_str() else { continue };
-        for token in text.split(',') {
-            let token = token.trim();
-            if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                out.push(name);
-            }
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
-
-/// Sets X-Forwarded-For/-Proto/-Host. From an untrusted peer every
-/// client-sent forwarding header is replaced (and `Forwarded`, `X-Real-IP`
-/// dropped); from a trusted proxy the chain is extended.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, trusted: bool, proto: &'static str) {
-    let peer_value = peer_header_value(peer);
-    if trusted {
-        let chain = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let value = if chain.is_empty() {
-            peer_value
-        } else {
-            HeaderValue::from_str(&format!("{chain}, {peer}")).unwrap_or(peer_value)
-        };
-        headers.insert(X_FORWARDED_FOR, value);
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-        }
-        if !headers.contains_key(&X_FORWARDED_HOST) {
-            if let Some(host) = headers.get(header::HOST).cloned() {
-                headers.insert(X_FORWARDED_HOST, host);
-            }
-        }
-        return;
-    }
-    strip_client_forwarding(headers);
-    headers.insert(X_FORWARDED_FOR, peer_value);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(host) = headers.get(header::HOST).cloned() {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
-}
-
-thread_local! {
-    /// The last peer address rendered on this thread: a sidecar sees few
-    /// distinct peers, so this saves formatting and allocating per request.
-    static LAST_PEER: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-fn peer_header_value(peer: IpAddr) -> HeaderValue {
-    LAST_PEER.with(|last| {
-        let mut last = last.borrow_mut();
-        if let Some((ip, v)) = last.as_ref() {
-            if *ip == peer {
-                return v.clone();
-            }
-        }
-        let v =
-            HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-        *last = Some((peer, v.clone()));
-        v
-    })
-}
-
-fn strip_client_forwarding(headers: &mut HeaderMap) {
-    let is_forwarding = |n: &HeaderName| {
-        let s = n.as_str();
-        s.starts_with("x-forwarded-")
-            || s.starts_with("x_forwarded_")
-            || s == "forwarded"
-            || s == "x-real-ip"
-    };
-    if !headers.keys().any(is_forwarding) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_forwarding(n))
-        .cloned()
-        .collect();
-    for n in names {
-        headers.remove(n);
-    }
-}
-
 /// Upstream URI from the route's origin, the request's original path and
 /// query, and the normalized path when normalization changed it. An
 /// unchanged target is reused as is (shared bytes, no copy).
@@ -526,7 +224,11 @@ pub fn upstream_uri(
 
 #[cfg(test)]
 mod tests {
+    use super::forwarded::*;
+    use super::hop::*;
     use super::*;
+    use http::request::Parts;
+    use http::{Method, Version};
 
     #[test]
     fn connection_listed_headers_are_removed() {

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::state::{Credential, Emulator, Endpoint, Fault, SessionError};
 use super::BASE_PATH;
-use crate::idp::wire;
+use crate::idp::iid::wire;
 
 /// Request bodies are tiny JSON objects; anything bigger is a client bug.
 const MAX_BODY: usize = 64 * 1024;

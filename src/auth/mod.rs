@@ -1,0 +1,7 @@
+//! Authentication: where a session credential comes from, the identity a
+//! provider reports for it, what the upstream is told, and the cache that
+//! remembers the answer.
+
+pub mod cache;
+pub mod credential;
+pub mod identity;
