@@ -16,8 +16,8 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use sessiongate::app;
 use sessiongate::auth::cache::{Fresh, SessionCache};
-use sessiongate::auth::credential::{self, CookieNames, SessionCookie, SessionKey};
-use sessiongate::auth::identity::{self, Authenticated};
+use sessiongate::auth::credential::{Credential, CredentialSource, Found};
+use sessiongate::auth::headers::{Authenticated, Carries, HeaderPlan};
 use sessiongate::config::Config;
 use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig};
 use sessiongate::idp::iid::classify_fetch;
@@ -52,10 +52,11 @@ prefix = "/"
 upstream = "http://127.0.0.1:9"
 "#;
 
-fn names() -> CookieNames {
-    CookieNames {
-        id: "iid_session_id".into(),
-        token: "iid_session_token".into(),
+fn names() -> CredentialSource {
+    CredentialSource {
+        id_cookie: "iid_session_id".into(),
+        token_cookie: "iid_session_token".into(),
+        bearer: false,
     }
 }
 
@@ -98,13 +99,22 @@ fn parts(path: &str, headers: &HeaderMap) -> Parts {
     req.into_parts().0
 }
 
+/// The default plan: `x-iid-` headers, no personal data.
+fn plan() -> HeaderPlan {
+    let carries = Carries {
+        roles: true,
+        permissions: true,
+    };
+    HeaderPlan::new("x-iid-", false, carries).unwrap()
+}
+
 fn seed_authenticated() -> Authenticated {
-    let key = SessionKey::new("b26e93f2-19bc-4473-95ed-db72bd1eb5f2", "");
+    let key = Credential::new("b26e93f2-19bc-4473-95ed-db72bd1eb5f2", "");
     let Verdict::Valid { identity, .. } = classify_fetch(StatusCode::OK, SEED, &key).unwrap()
     else {
         panic!("seed is valid")
     };
-    Authenticated::render(&identity, false).unwrap()
+    plan().render(&identity).unwrap()
 }
 
 fn steps(c: &mut Criterion) {
@@ -117,7 +127,7 @@ fn steps(c: &mut Criterion) {
     g.bench_function("cookie_extraction", |b| {
         let names = names();
         b.iter(|| {
-            let SessionCookie::Present(key) = credential::read(black_box(&headers), &names) else {
+            let Found::Present(key) = names.read(black_box(&headers)) else {
                 panic!()
             };
             key
@@ -143,29 +153,22 @@ fn steps(c: &mut Criterion) {
         })
     });
 
+    let plan = plan();
     g.bench_function("strip_identity_headers_clean", |b| {
-        b.iter_batched_ref(
-            || headers.clone(),
-            identity::strip_identity_headers,
-            BatchSize::SmallInput,
-        )
+        b.iter_batched_ref(|| headers.clone(), |h| plan.strip(h), BatchSize::SmallInput)
     });
     let mut spoofed = headers.clone();
     spoofed.insert("x-iid-profile-id", HeaderValue::from_static("1"));
     spoofed.insert("x_iid_roles", HeaderValue::from_static("ADMIN"));
     g.bench_function("strip_identity_headers_spoofed", |b| {
-        b.iter_batched_ref(
-            || spoofed.clone(),
-            identity::strip_identity_headers,
-            BatchSize::SmallInput,
-        )
+        b.iter_batched_ref(|| spoofed.clone(), |h| plan.strip(h), BatchSize::SmallInput)
     });
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let cache = SessionCache::new(&cfg.cache);
-    let key = SessionKey::new(
+    let key = Credential::new(
         "b26e93f2-19bc-4473-95ed-db72bd1eb5f2",
         "Zk3q9XcP0aLr7TnB2mVy5HsQ8dWe1uJo",
     );
@@ -196,14 +199,14 @@ fn steps(c: &mut Criterion) {
     });
 
     g.bench_function("parse_seed_answer_into_cache_entry", |b| {
-        let key = SessionKey::new("b26e93f2-19bc-4473-95ed-db72bd1eb5f2", "");
+        let key = Credential::new("b26e93f2-19bc-4473-95ed-db72bd1eb5f2", "");
         b.iter(|| {
             let Verdict::Valid { identity, .. } =
                 classify_fetch(StatusCode::OK, black_box(SEED), &key).unwrap()
             else {
                 panic!()
             };
-            Authenticated::render(&identity, false).unwrap()
+            plan.render(&identity).unwrap()
         })
     });
     g.finish();

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::admin;
 use crate::config::Config;
 use crate::dev::emulator::{self, Emulator, EmulatorConfig};
-use crate::idp::iid::{self, IidClient};
+use crate::idp;
 use crate::pipeline::{self, Gateway};
 use crate::server::tls::{self, TlsAcceptorHandle, TlsFiles};
 use crate::server::{self, ServeOptions};
@@ -23,7 +23,7 @@ pub const EMBEDDED_SESSION_SECS: u64 = 900;
 pub enum StartError {
     /// IdP client setup.
     #[error(transparent)]
-    Idp(#[from] iid::BuildError),
+    Idp(#[from] idp::BuildError),
     /// Gateway setup.
     #[error(transparent)]
     Gateway(#[from] pipeline::BuildError),
@@ -74,8 +74,7 @@ pub async fn start_embedded_idp(cfg: &mut Config) -> Result<Option<EmbeddedIdp>,
 
 /// Builds the gateway for `cfg` (whose `idp.base_url` must be final).
 pub fn build_gateway(cfg: &Config) -> Result<Arc<Gateway>, StartError> {
-    let idp = Arc::new(IidClient::new(&cfg.idp)?);
-    Ok(Arc::new(Gateway::new(cfg, idp)?))
+    Ok(Arc::new(Gateway::new(cfg, idp::build(&cfg.idp)?)?))
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains.

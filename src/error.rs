@@ -173,6 +173,15 @@ impl GatewayError {
         }
     }
 
+    /// The finer reason behind a 400 or 403, a log field (never in the body:
+    /// it would tell a prober which check failed).
+    pub fn detail(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::BadRequest(d) | GatewayError::Forbidden(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// The synthetic response for this error.
     pub fn to_response(&self) -> Response<Full<Bytes>> {
         let s = self.spec();

@@ -19,14 +19,16 @@ use serde_json::json;
 
 use crate::admin::{Admin, AuthOutcome, IdpResult, UpstreamResult};
 use crate::auth::cache::{Cached, Fresh, Lookup, SessionCache};
-use crate::auth::credential::{self, CookieNames, Fingerprint, SessionCookie, SessionKey};
-use crate::auth::identity::{self, Authenticated};
+use crate::auth::credential::{Credential, CredentialSource, Fingerprint, Found};
+use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::idp::{IdpError, SessionProvider, Verdict};
+use crate::path::normalize_path;
 use crate::proxy::{self, Forwarder, ResponseBody};
 use crate::request_id;
-use crate::routes::{Access, RouteTable};
+use crate::routes::{Access, Route, RouteTable};
+use crate::server::ConnectionInfo;
 
 /// Characters left as-is in `return_to` (RFC 3986 unreserved).
 const RETURN_TO_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -41,6 +43,9 @@ pub enum BuildError {
     /// TLS client setup failed.
     #[error("upstream client: {0}")]
     Tls(#[from] rustls::Error),
+    /// `headers.prefix` cannot name headers.
+    #[error(transparent)]
+    HeaderPrefix(#[from] InvalidPrefix),
 }
 
 /// Everything a request needs, built once from the validated config.
@@ -48,13 +53,13 @@ pub struct Gateway {
     routes: RouteTable,
     cache: SessionCache,
     idp: Arc<dyn SessionProvider>,
+    plan: HeaderPlan,
+    credentials: CredentialSource,
     forwarder: Forwarder,
-    cookies: CookieNames,
     login_url: Option<String>,
     logout_path: Box<str>,
     trusted_proxies: Box<[IpNet]>,
     max_header_bytes: usize,
-    include_pii: bool,
     access_log: bool,
     admin: Arc<Admin>,
 }
@@ -65,20 +70,21 @@ impl Gateway {
         let routes = RouteTable::new(&cfg.routes);
         let admin = Admin::with_routes(&routes.prefixes());
         Ok(Self {
+            plan: HeaderPlan::new("x-iid-", cfg.headers.include_pii, idp.carries())?,
+            credentials: CredentialSource {
+                id_cookie: cfg.session.id_cookie.clone(),
+                token_cookie: cfg.session.token_cookie.clone(),
+                bearer: false,
+            },
             routes,
             admin,
             cache: SessionCache::new(&cfg.cache),
             idp,
             forwarder: Forwarder::new(&cfg.upstream)?,
-            cookies: CookieNames {
-                id: cfg.session.id_cookie.clone(),
-                token: cfg.session.token_cookie.clone(),
-            },
             login_url: cfg.session.login_url.clone(),
             logout_path: cfg.session.logout_path.as_str().into(),
             trusted_proxies: cfg.server.trusted_proxies.clone().into(),
             max_header_bytes: cfg.server.max_header_bytes,
-            include_pii: cfg.headers.include_pii,
             access_log: cfg.log.access,
         })
     }
@@ -106,14 +112,15 @@ impl Gateway {
             Ok(resp) => resp,
             Err(err) => {
                 log.reason = Some(err.spec().reason);
+                log.detail = log.detail.or(err.detail());
                 if log.auth_outcome.is_none() {
                     log.auth_outcome = auth_failure(&err);
                 }
+                // IdP failures are logged once per IdP call (in `resolve`),
+                // not once per waiting request.
                 if matches!(
                     err,
-                    GatewayError::Idp(_)
-                        | GatewayError::UpstreamUnreachable(_)
-                        | GatewayError::UpstreamTimeout
+                    GatewayError::UpstreamUnreachable(_) | GatewayError::UpstreamTimeout
                 ) {
                     tracing::warn!(failure = err.spec().reason, error = %err, "request failed");
                 }
@@ -131,7 +138,7 @@ impl Gateway {
         }
         if self.access_log {
             // The path only: query values may carry tokens. Sessions appear as a
-            // short hash, never in clear.
+            // short keyed hash, never in clear.
             tracing::info!(
                 target: "sessiongate::access",
                 request_id = request_id.to_str().unwrap_or_default(),
@@ -142,7 +149,9 @@ impl Gateway {
                 latency_us = elapsed.as_micros() as u64,
                 cache = log.lookup.map(Lookup::as_str),
                 reason = log.reason,
-                profile_id = log.auth.as_deref().map(Authenticated::profile_id),
+                detail = log.detail,
+                missing = log.missing,
+                profile_id = log.auth.as_deref().map(Authenticated::subject),
                 session = log.session.map(tracing::field::display),
                 "request"
             );
@@ -181,16 +190,149 @@ impl Gateway {
         }
     }
 
-    /// Every decision about a request, and the rewrite of its head for the
-    /// upstream. Separate from forwarding so the whole decision path can be
-    /// measured and tested without sockets.
+    /// The decision, then the rewrite of the request head for the upstream.
+    /// Separate from forwarding so the whole path up to the socket can be
+    /// measured and tested without one.
     pub async fn admit<'a>(
         &'a self,
         parts: &mut Parts,
         peer: IpAddr,
         log: &mut Outcome<'a>,
     ) -> Result<Admission, GatewayError> {
-        // 1. Oversized request heads are refused before any work is spent on them.
+        match self.decide(parts, peer, log).await? {
+            Decision::Respond(resp) => Ok(Admission::Respond(resp)),
+            Decision::Allow(allowed) => self.rewrite(parts, peer, allowed).map(Admission::Forward),
+        }
+    }
+
+    /// Every decision about a request, in order, without changing it: the
+    /// route, and the authenticated identity or the refusal. The only I/O is
+    /// the IdP call (and, for logout, the IdP's logout), so a decision-only
+    /// endpoint can run exactly these steps.
+    pub async fn decide<'a>(
+        &'a self,
+        parts: &Parts,
+        peer: IpAddr,
+        log: &mut Outcome<'a>,
+    ) -> Result<Decision<'a>, GatewayError> {
+        // 1. Oversized or ambiguous request heads are refused before any work is spent on them.
+        self.check_head(parts)?;
+
+        // 2. Route on the normalized path alone: the query and fragment never take
+        //    part, and ambiguous encodings are refused rather than guessed at.
+        let path = normalize_path(parts.uri.path()).map_err(|e| {
+            tracing::debug!(error = %e, "path rejected");
+            GatewayError::BadRequest("path")
+        })?;
+
+        // 3. Logout is the gateway's own endpoint.
+        if *path == *self.logout_path {
+            return self.logout(parts, peer, log).await.map(Decision::Respond);
+        }
+
+        let route = self.routes.find(&path).ok_or(GatewayError::NoRoute)?;
+        log.route = Some(&route.prefix);
+
+        // 4. A declared length above the route's limit is refused before any
+        //    IdP work; a body without one is cut off as it streams (proxy::RequestBody).
+        if let Some(max) = route.max_body_bytes {
+            if content_length(&parts.headers).is_some_and(|n| n > max) {
+                return Err(GatewayError::BodyTooLarge);
+            }
+        }
+
+        // 5. Authenticate and authorize required routes; public routes never touch the IdP.
+        let auth = match &route.access {
+            Access::Public => None,
+            Access::Required { permissions, roles } => {
+                let auth = match self.authenticate(&parts.headers, log).await {
+                    Ok(auth) => auth,
+                    Err(err @ (GatewayError::NoSession | GatewayError::InvalidSession)) => {
+                        log.auth_outcome = auth_failure(&err);
+                        return match self.login_redirect(&parts.headers, &path, parts.uri.query()) {
+                            Some(location) => {
+                                log.reason = Some(err.spec().reason);
+                                Ok(Decision::Respond(redirect(location)))
+                            }
+                            None => Err(err),
+                        };
+                    }
+                    Err(err) => return Err(err),
+                };
+                log.auth = Some(Arc::clone(&auth));
+                if let Some(missing) = permissions
+                    .iter()
+                    .find(|p| !auth.has_all_permissions(std::slice::from_ref(p)))
+                {
+                    log.missing = Some(missing);
+                    return Err(GatewayError::Forbidden("missing_permission"));
+                }
+                if !auth.has_any_role(roles) {
+                    return Err(GatewayError::Forbidden("missing_role"));
+                }
+                log.auth_outcome = log.lookup.map(|l| match l {
+                    Lookup::Hit => AuthOutcome::CacheHit,
+                    Lookup::Miss => AuthOutcome::CacheMiss,
+                    Lookup::Coalesced => AuthOutcome::Coalesced,
+                });
+                Some(auth)
+            }
+        };
+        Ok(Decision::Allow(Allowed {
+            route,
+            auth,
+            normalized: match path {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(rewritten) => Some(rewritten),
+            },
+        }))
+    }
+
+    /// The request head as the upstream gets it: only identity headers the
+    /// gateway wrote, no hop-by-hop headers, X-Forwarded-* it can vouch for,
+    /// and the path the decision was made on.
+    fn rewrite(
+        &self,
+        parts: &mut Parts,
+        peer: IpAddr,
+        allowed: Allowed<'_>,
+    ) -> Result<proxy::Onward, GatewayError> {
+        // a. Anything identity-shaped the upstream sees must have been written by
+        //    the gateway: drop client copies first, on every route, public too.
+        self.plan.strip(&mut parts.headers);
+
+        // b. Hop-by-hop headers go before identity headers are added, so a client
+        //    listing `x-iid-*` in `Connection` cannot get an injected one dropped.
+        //    A valid upgrade and `TE: trailers` are remembered; the forwarder
+        //    writes them back itself when the route's upstream can use them.
+        let hop = proxy::remove_request_hop_by_hop(parts);
+
+        // c. Identity headers: rendered once at cache insert, cloned here.
+        if let Some(auth) = &allowed.auth {
+            auth.inject(&mut parts.headers);
+        }
+
+        // d. X-Forwarded-*: replaced unless the peer is a trusted proxy.
+        proxy::set_forwarded(
+            &mut parts.headers,
+            peer,
+            self.is_trusted(peer),
+            ConnectionInfo::proto(&parts.extensions),
+        );
+
+        // e. Forward the normalized path (what the decision was made on) with the
+        //    query untouched; bodies stream both ways.
+        let route = allowed.route;
+        parts.uri = proxy::upstream_uri(
+            &route.upstream,
+            parts.uri.path_and_query(),
+            allowed.normalized.as_deref(),
+        )?;
+        Ok(hop.via(route.client, route.max_body_bytes))
+    }
+
+    /// Request-head checks that come before any other work.
+    fn check_head(&self, parts: &Parts) -> Result<(), GatewayError> {
         if head_size(parts) > self.max_header_bytes {
             return Err(GatewayError::HeadersTooLarge);
         }
@@ -207,108 +349,24 @@ impl Gateway {
         {
             return Err(GatewayError::BadRequest("host"));
         }
-
-        // 2. Anything identity-shaped the upstream sees must have been written by
-        //    the gateway: drop client copies first, on every route, public too.
-        identity::strip_identity_headers(&mut parts.headers);
-
-        // 3. Hop-by-hop headers go before identity headers are added, so a client
-        //    listing `x-iid-*` in `Connection` cannot get an injected one dropped.
-        //    A valid upgrade and `TE: trailers` are remembered; the forwarder
-        //    writes them back itself when the route's upstream can use them.
-        let hop = proxy::remove_request_hop_by_hop(parts);
-
-        // 4. Route on the normalized path alone: the query and fragment never take
-        //    part, and ambiguous encodings are refused rather than guessed at.
-        let path = crate::path::normalize_path(parts.uri.path()).map_err(|e| {
-            tracing::debug!(error = %e, "path rejected");
-            GatewayError::BadRequest("path")
-        })?;
-
-        // 5. Logout is the gateway's own endpoint.
-        if *path == *self.logout_path {
-            return self.logout(parts, log).await.map(Admission::Respond);
-        }
-
-        let route = self.routes.find(&path).ok_or(GatewayError::NoRoute)?;
-        log.route = Some(&route.prefix);
-
-        // A declared length above the route's limit is refused before any
-        // IdP work; a body without one is cut off as it streams (proxy::RequestBody).
-        if let Some(max) = route.max_body_bytes {
-            if content_length(&parts.headers).is_some_and(|n| n > max) {
-                return Err(GatewayError::BodyTooLarge);
-            }
-        }
-
-        // 6. Authenticate and authorize required routes; public routes never touch the IdP.
-        if let Access::Required { permissions, roles } = &route.access {
-            let auth = match self.authenticate(&parts.headers, log).await {
-                Ok(auth) => auth,
-                Err(err @ (GatewayError::NoSession | GatewayError::InvalidSession)) => {
-                    log.auth_outcome = auth_failure(&err);
-                    return match self.login_redirect(&parts.headers, &path, parts.uri.query()) {
-                        Some(location) => {
-                            log.reason = Some(err.spec().reason);
-                            Ok(Admission::Respond(redirect(location)))
-                        }
-                        None => Err(err),
-                    };
-                }
-                Err(err) => return Err(err),
-            };
-            log.auth = Some(Arc::clone(&auth));
-            if !auth.has_all_permissions(permissions) {
-                return Err(GatewayError::Forbidden("missing_permission"));
-            }
-            if !auth.has_any_role(roles) {
-                return Err(GatewayError::Forbidden("missing_role"));
-            }
-            log.auth_outcome = log.lookup.map(|l| match l {
-                Lookup::Hit => AuthOutcome::CacheHit,
-                Lookup::Miss => AuthOutcome::CacheMiss,
-                Lookup::Coalesced => AuthOutcome::Coalesced,
-            });
-            // 7. Identity headers: written once at cache insert, cloned here.
-            auth.inject(&mut parts.headers);
-        }
-
-        // 8. X-Forwarded-*: replaced unless the peer is a trusted proxy.
-        let trusted = self.trusted_proxies.iter().any(|n| n.contains(&peer));
-        proxy::set_forwarded(
-            &mut parts.headers,
-            peer,
-            trusted,
-            crate::server::ConnectionInfo::proto(&parts.extensions),
-        );
-
-        // 9. Forward the normalized path (what the decision was made on) with the
-        //    query untouched; bodies stream both ways.
-        let uri = proxy::upstream_uri(
-            &route.upstream,
-            parts.uri.path_and_query(),
-            match &path {
-                Cow::Borrowed(_) => None,
-                Cow::Owned(rewritten) => Some(rewritten.as_str()),
-            },
-        )?;
-        parts.uri = uri;
-        Ok(Admission::Forward(
-            hop.via(route.client, route.max_body_bytes),
-        ))
+        Ok(())
     }
 
-    /// Cookie -> cache -> (IdP, coalesced) -> rendered identity.
+    fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+
+    /// Credential -> cache -> (IdP, coalesced) -> rendered identity.
     async fn authenticate(
         &self,
         headers: &HeaderMap,
         log: &mut Outcome<'_>,
     ) -> Result<Arc<Authenticated>, GatewayError> {
-        let key = match credential::read(headers, &self.cookies) {
-            SessionCookie::Absent => return Err(GatewayError::NoSession),
+        let key = match self.credentials.read(headers) {
+            Found::Absent => return Err(GatewayError::NoSession),
             // Garbage never reaches the IdP: it cannot be a session.
-            SessionCookie::Malformed => return Err(GatewayError::InvalidSession),
-            SessionCookie::Present(key) => key,
+            Found::Malformed => return Err(GatewayError::InvalidSession),
+            Found::Present(key) => key,
         };
         log.session = Some(key.fingerprint());
         let (cached, lookup) = self
@@ -324,7 +382,7 @@ impl Gateway {
     }
 
     /// One IdP call, rendered into what the cache stores.
-    async fn resolve(&self, key: &SessionKey) -> Result<Fresh, IdpError> {
+    async fn resolve(&self, key: &Credential) -> Result<Fresh, IdpError> {
         let asked = Instant::now();
         let answer = self.idp.fetch(key).await;
         self.admin.metrics().idp_call(
@@ -337,34 +395,44 @@ impl Gateway {
                 Err(IdpError::BadAnswer(_)) => IdpResult::BadAnswer,
             },
         );
-        match answer {
-            Ok(Verdict::Valid {
+        let answer = answer.and_then(|verdict| match verdict {
+            Verdict::Valid {
                 identity,
                 expires_in,
-            }) => {
-                let auth = Authenticated::render(&identity, self.include_pii)
+            } => {
+                let auth = self
+                    .plan
+                    .render(&identity)
                     .map_err(|e| IdpError::BadAnswer(e.to_string()))?;
                 Ok(Fresh::Valid(Arc::new(auth), expires_in))
             }
-            Ok(Verdict::Invalid { reason }) => {
+            Verdict::Invalid { reason } => {
                 tracing::debug!(session = %key.fingerprint(), reason, "session rejected by the IdP");
                 Ok(Fresh::Invalid)
             }
-            Err(e) => {
-                tracing::warn!(session = %key.fingerprint(), failure = e.failure(), error = %e, "IdP call failed");
-                Err(e)
-            }
+        });
+        if let Err(e) = &answer {
+            // Once per IdP call: coalesced waiters share this call and its log line.
+            tracing::warn!(session = %key.fingerprint(), failure = e.failure(), error = %e, "IdP call failed");
         }
+        answer
     }
 
     /// Ends the session here (at once) and at the IdP, and expires the cookies.
+    /// Only the app's own pages may do this: a cross-site `<img src=/logout>`
+    /// or form must not log a user out.
     async fn logout(
         &self,
         parts: &Parts,
+        peer: IpAddr,
         log: &mut Outcome<'_>,
     ) -> Result<Response<Full<Bytes>>, GatewayError> {
+        if let Some(why) = self.cross_site(parts, peer) {
+            log.detail = Some(why);
+            return Err(GatewayError::Forbidden("cross_site_logout"));
+        }
         let mut remote = Ok(());
-        if let SessionCookie::Present(key) = credential::read(&parts.headers, &self.cookies) {
+        if let Found::Present(key) = self.credentials.read(&parts.headers) {
             log.session = Some(key.fingerprint());
             // Revoke locally first: the cookie must stop working even if the IdP is down.
             self.cache.revoke(&key).await;
@@ -384,7 +452,7 @@ impl Gateway {
             ),
         };
         // Cookies are expired whatever the IdP said: the browser must not keep a dead session.
-        for name in [&self.cookies.id, &self.cookies.token] {
+        for name in [&self.credentials.id_cookie, &self.credentials.token_cookie] {
             if name.is_empty() {
                 continue;
             }
@@ -394,6 +462,39 @@ impl Gateway {
             }
         }
         Ok(resp)
+    }
+
+    /// Why a request comes from another site, if it does: the browser says so
+    /// (`Sec-Fetch-Site`), or its `Origin` is not this request's own origin.
+    /// A request with neither header (curl, an old browser's link) is not
+    /// judged cross-site.
+    fn cross_site(&self, parts: &Parts, peer: IpAddr) -> Option<&'static str> {
+        let site = parts
+            .headers
+            .get("sec-fetch-site")
+            .map(HeaderValue::as_bytes);
+        if matches!(site, Some(b"cross-site" | b"same-site")) {
+            return Some("sec_fetch_site");
+        }
+        let origin = parts.headers.get(http::header::ORIGIN)?;
+        let proto = match parts.headers.get("x-forwarded-proto") {
+            Some(p) if self.is_trusted(peer) => p.to_str().unwrap_or("").trim(),
+            _ => ConnectionInfo::proto(&parts.extensions),
+        };
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(parts.uri.authority().map(|a| a.as_str()));
+        let own = host.map(|h| origin_of(proto, h));
+        let theirs = origin.to_str().ok().and_then(|o| {
+            let (scheme, authority) = o.split_once("://")?;
+            Some(origin_of(scheme, authority))
+        });
+        match (own, theirs) {
+            (Some(own), Some(theirs)) if own == theirs => None,
+            _ => Some("origin"),
+        }
     }
 
     /// Browsers (Accept: text/html) go to the login page with a `return_to`
@@ -427,6 +528,23 @@ impl Gateway {
     }
 }
 
+/// `scheme://host[:port]`, lowercased, with the scheme's default port left out,
+/// so `https://App.example:443` and `https://app.example` compare equal.
+fn origin_of(scheme: &str, authority: &str) -> String {
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = authority.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => "",
+    };
+    let authority = match authority.strip_suffix(default) {
+        Some(bare) if !default.is_empty() => bare,
+        _ => &authority,
+    };
+    format!("{scheme}://{authority}")
+}
+
 /// What admission decided: forward the rewritten request, or answer it here.
 #[derive(Debug)]
 pub enum Admission {
@@ -434,6 +552,26 @@ pub enum Admission {
     Forward(proxy::Onward),
     /// The gateway answers itself (logout, login redirect).
     Respond(Response<Full<Bytes>>),
+}
+
+/// What [`Gateway::decide`] concluded about a request.
+#[derive(Debug)]
+pub enum Decision<'a> {
+    /// Let it through: on a public route, or with an authenticated identity.
+    Allow(Allowed<'a>),
+    /// The gateway answers itself (logout, login redirect).
+    Respond(Response<Full<Bytes>>),
+}
+
+/// An allowed request: its route and who is asking.
+#[derive(Debug)]
+pub struct Allowed<'a> {
+    /// The matched route.
+    pub route: &'a Route,
+    /// The identity, on a route that requires one.
+    pub auth: Option<Arc<Authenticated>>,
+    /// The normalized path, when normalization changed the request's.
+    normalized: Option<String>,
 }
 
 /// What the access log records about a request, filled in as it moves along
@@ -444,6 +582,8 @@ pub struct Outcome<'a> {
     auth_outcome: Option<AuthOutcome>,
     lookup: Option<Lookup>,
     reason: Option<&'static str>,
+    detail: Option<&'static str>,
+    missing: Option<&'a str>,
     auth: Option<Arc<Authenticated>>,
     session: Option<Fingerprint>,
 }

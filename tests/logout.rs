@@ -12,7 +12,7 @@ mod support;
 
 use std::time::Duration;
 
-use sessiongate::auth::credential::SessionKey;
+use sessiongate::auth::credential::Credential;
 use sessiongate::config::{IdpConfig, Provider, Secret};
 use sessiongate::dev::emulator::{self, Fault};
 use sessiongate::idp::iid::IidClient;
@@ -20,7 +20,7 @@ use sessiongate::idp::{SessionProvider, Verdict};
 use support::{users, Harness, Reply};
 
 /// The (id, token) pair inside a cookie made by `Harness::login`.
-fn session_key(cookie: &str) -> SessionKey {
+fn session_key(cookie: &str) -> Credential {
     let mut id = "";
     let mut token = "";
     for pair in cookie.split("; ") {
@@ -31,11 +31,11 @@ fn session_key(cookie: &str) -> SessionKey {
         }
     }
     assert!(!id.is_empty() && !token.is_empty(), "{cookie}");
-    SessionKey::new(id, token)
+    Credential::new(id, token)
 }
 
 /// Asks the harness' emulator directly (not through the gateway's cache).
-async fn idp_verdict(h: &Harness, key: &SessionKey) -> Verdict {
+async fn idp_verdict(h: &Harness, key: &Credential) -> Verdict {
     let client = IidClient::new(&IdpConfig {
         provider: Provider::Iid,
         base_url: format!("http://{}{}", h.idp, emulator::BASE_PATH),

@@ -1,6 +1,11 @@
-//! Session cache (moka): a valid session lives for min(expires_in, max_ttl),
-//! an invalid one for negative_ttl, and IdP failures are never stored.
-//! Concurrent misses on one key share a single IdP call.
+//! Session cache (moka): a valid session is fresh for min(expires_in,
+//! max_ttl), an invalid one for negative_ttl, and IdP failures are never
+//! stored. Concurrent misses on one key share a single IdP call.
+//!
+//! Freshness is the cache's answer, not moka's eviction: every entry carries
+//! `fresh_until`, and only a fresh entry is a hit. Eviction comes
+//! `retention` later, so what serving stale needs can outlive freshness
+//! without ever being mistaken for a fresh answer.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
+use moka::ops::compute::Op;
 use moka::Expiry;
 
-use crate::auth::credential::SessionKey;
-use crate::auth::identity::Authenticated;
+use crate::auth::credential::Credential;
+use crate::auth::headers::Authenticated;
 use crate::config::CacheConfig;
 use crate::idp::IdpError;
 
@@ -58,44 +64,70 @@ impl Lookup {
 #[derive(Debug, Clone)]
 struct Entry {
     value: Cached,
-    ttl: Duration,
+    /// Until then the entry answers for the session without asking the IdP.
+    fresh_until: Instant,
 }
 
-/// Each entry carries its own lifetime, so expiry follows the IdP's `expires_in`.
-struct PerEntryTtl;
+impl Entry {
+    fn new(value: Cached, ttl: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            value,
+            fresh_until: now.checked_add(ttl).unwrap_or(now),
+        }
+    }
+}
 
-impl Expiry<SessionKey, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _: &SessionKey, entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
+/// Each entry is evicted `retention` after its own freshness ends, so expiry
+/// follows the IdP's `expires_in`.
+struct EvictAfterFresh {
+    retention: Duration,
+}
+
+impl EvictAfterFresh {
+    fn life(&self, entry: &Entry, now: Instant) -> Duration {
+        entry.fresh_until.saturating_duration_since(now) + self.retention
+    }
+}
+
+impl Expiry<Credential, Entry> for EvictAfterFresh {
+    fn expire_after_create(&self, _: &Credential, entry: &Entry, now: Instant) -> Option<Duration> {
+        Some(self.life(entry, now))
     }
 
     fn expire_after_update(
         &self,
-        _: &SessionKey,
+        _: &Credential,
         entry: &Entry,
-        _: Instant,
+        now: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
         // A logout tombstone replaces a valid entry and must get its own lifetime.
-        Some(entry.ttl)
+        Some(self.life(entry, now))
     }
 }
 
 /// The session cache.
 #[derive(Clone)]
 pub struct SessionCache {
-    inner: Cache<SessionKey, Entry>,
+    inner: Cache<Credential, Entry>,
     max_ttl: Duration,
     negative_ttl: Duration,
 }
 
 impl SessionCache {
-    /// Builds a cache bounded by `cfg.max_entries`.
+    /// Builds a cache bounded by `cfg.max_entries`; entries go when they stop being fresh.
     pub fn new(cfg: &CacheConfig) -> Self {
+        Self::with_retention(cfg, Duration::ZERO)
+    }
+
+    /// Like [`SessionCache::new`], but entries stay `retention` past their
+    /// freshness (never served as hits then), for a later stale-if-error decision.
+    pub fn with_retention(cfg: &CacheConfig, retention: Duration) -> Self {
         Self {
             inner: Cache::builder()
                 .max_capacity(cfg.max_entries)
-                .expire_after(PerEntryTtl)
+                .expire_after(EvictAfterFresh { retention })
                 .build(),
             max_ttl: cfg.max_ttl,
             negative_ttl: cfg.negative_ttl,
@@ -107,27 +139,38 @@ impl SessionCache {
     /// the waiting callers but not stored.
     pub async fn get_or_resolve<F>(
         &self,
-        key: &SessionKey,
+        key: &Credential,
         resolve: F,
     ) -> Result<(Cached, Lookup), Arc<IdpError>>
     where
         F: Future<Output = Result<Fresh, IdpError>>,
     {
         if let Some(entry) = self.inner.get(key).await {
-            return Ok((entry.value, Lookup::Hit));
+            let now = Instant::now();
+            if entry.fresh_until > now {
+                return Ok((entry.value, Lookup::Hit));
+            }
+            // Kept past its freshness: no longer an answer. Drop it so the
+            // coalesced resolve below runs, unless a concurrent request has
+            // already put a fresh one in its place.
+            self.inner
+                .entry_by_ref(key)
+                .and_compute_with(|current| async move {
+                    match current {
+                        Some(e) if e.value().fresh_until <= now => Op::Remove,
+                        _ => Op::Nop,
+                    }
+                })
+                .await;
         }
         let called = AtomicBool::new(false);
         let init = async {
             called.store(true, Ordering::Relaxed);
             resolve.await.map(|fresh| match fresh {
-                Fresh::Valid(auth, expires_in) => Entry {
-                    value: Cached::Valid(auth),
-                    ttl: expires_in.min(self.max_ttl),
-                },
-                Fresh::Invalid => Entry {
-                    value: Cached::Invalid,
-                    ttl: self.negative_ttl,
-                },
+                Fresh::Valid(auth, expires_in) => {
+                    Entry::new(Cached::Valid(auth), expires_in.min(self.max_ttl))
+                }
+                Fresh::Invalid => Entry::new(Cached::Invalid, self.negative_ttl),
             })
         };
         let entry = self.inner.try_get_with_by_ref(key, init).await?;
@@ -141,11 +184,8 @@ impl SessionCache {
 
     /// Marks `key` invalid for at least as long as any valid entry could have
     /// lived, so a logged-out cookie is refused at once.
-    pub async fn revoke(&self, key: &SessionKey) {
-        let entry = Entry {
-            value: Cached::Invalid,
-            ttl: self.max_ttl.max(self.negative_ttl),
-        };
+    pub async fn revoke(&self, key: &Credential) {
+        let entry = Entry::new(Cached::Invalid, self.max_ttl.max(self.negative_ttl));
         self.inner.insert(key.clone(), entry).await;
     }
 
@@ -158,6 +198,7 @@ impl SessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::headers::{Carries, HeaderPlan};
     use crate::auth::identity::Identity;
 
     fn cache(max_ttl: u64, negative_ttl: u64) -> SessionCache {
@@ -169,22 +210,29 @@ mod tests {
     }
 
     fn valid(secs: u64) -> Fresh {
-        let auth = Authenticated::render(
-            &Identity {
-                session_id: "s".into(),
-                profile_id: "1".into(),
-                ..Default::default()
-            },
+        let plan = HeaderPlan::new(
+            "x-iid-",
             false,
+            Carries {
+                roles: true,
+                permissions: true,
+            },
         )
         .unwrap();
+        let auth = plan
+            .render(&Identity {
+                session_id: Some("s".into()),
+                subject: "1".into(),
+                ..Default::default()
+            })
+            .unwrap();
         Fresh::Valid(Arc::new(auth), Duration::from_secs(secs))
     }
 
     #[tokio::test]
     async fn second_lookup_is_a_hit_and_errors_are_not_cached() {
         let c = cache(60, 60);
-        let k = SessionKey::new("a", "");
+        let k = Credential::new("a", "");
         let (_, how) = c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
         assert_eq!(how, Lookup::Miss);
         let (v, how) = c
@@ -194,7 +242,7 @@ mod tests {
         assert_eq!(how, Lookup::Hit);
         assert!(matches!(v, Cached::Valid(_)));
 
-        let e = SessionKey::new("b", "");
+        let e = Credential::new("b", "");
         assert!(c
             .get_or_resolve(&e, async { Err(IdpError::Timeout) })
             .await
@@ -209,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn zero_expiry_is_not_served_again() {
         let c = cache(60, 60);
-        let k = SessionKey::new("z", "");
+        let k = Credential::new("z", "");
         c.get_or_resolve(&k, async { Ok(valid(0)) }).await.unwrap();
         let (_, how) = c.get_or_resolve(&k, async { Ok(valid(0)) }).await.unwrap();
         assert_eq!(how, Lookup::Miss);
@@ -218,7 +266,7 @@ mod tests {
     #[tokio::test]
     async fn revoke_replaces_a_valid_entry() {
         let c = cache(60, 1);
-        let k = SessionKey::new("r", "t");
+        let k = Credential::new("r", "t");
         c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
         c.revoke(&k).await;
         let (v, how) = c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
@@ -229,14 +277,37 @@ mod tests {
     #[tokio::test]
     async fn the_token_is_part_of_the_key() {
         let c = cache(60, 60);
-        c.get_or_resolve(&SessionKey::new("s", "right"), async { Ok(valid(60)) })
+        c.get_or_resolve(&Credential::new("s", "right"), async { Ok(valid(60)) })
             .await
             .unwrap();
         let (v, how) = c
-            .get_or_resolve(&SessionKey::new("s", "wrong"), async { Ok(Fresh::Invalid) })
+            .get_or_resolve(&Credential::new("s", "wrong"), async { Ok(Fresh::Invalid) })
             .await
             .unwrap();
         assert_eq!(how, Lookup::Miss);
         assert!(matches!(v, Cached::Invalid));
+    }
+
+    #[tokio::test]
+    async fn a_retained_entry_past_its_freshness_is_not_a_hit() {
+        let cfg = CacheConfig {
+            max_entries: 100,
+            max_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+        };
+        // Retained for a minute after a zero-length freshness: moka still
+        // holds it, but the cache must ask the IdP again.
+        let c = SessionCache::with_retention(&cfg, Duration::from_secs(60));
+        let k = Credential::new("kept", "");
+        c.get_or_resolve(&k, async { Ok(valid(0)) }).await.unwrap();
+        c.inner.run_pending_tasks().await;
+        assert_eq!(c.entry_count(), 1, "retained past freshness");
+        let (_, how) = c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
+        assert_eq!(how, Lookup::Miss);
+        let (_, how) = c
+            .get_or_resolve(&k, async { unreachable!("fresh now") })
+            .await
+            .unwrap();
+        assert_eq!(how, Lookup::Hit);
     }
 }

@@ -1,28 +1,34 @@
-//! Session cookies: reading the child session id and token from `Cookie`
-//! headers into a [`SessionKey`] whose Debug output never shows the secrets.
+//! Where a session credential comes from: the session cookies named in
+//! `[session]` (an id and an optional token), and, when a provider asks for
+//! it, `Authorization: Bearer`. The result is a [`Credential`] that only the
+//! provider looks inside; everything else (cache, logs) sees its
+//! [`Fingerprint`].
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
-use http::header::COOKIE;
+use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
 /// Longest session id accepted; anything longer is garbage, not worth an IdP call.
 pub const MAX_SESSION_ID_LEN: usize = 256;
-/// Longest session token accepted.
+/// Longest session token (or bearer credential) accepted.
 pub const MAX_SESSION_TOKEN_LEN: usize = 4096;
 
-/// Cache and IdP key: the session id together with its token, so a cached
-/// answer for one pair never serves a request that carries another token.
-/// One allocation holds `id`, a newline (never valid in a cookie value) and `token`.
+/// A session credential: cache key and IdP input. It holds every part that
+/// identifies the session (for IID the session id together with its token),
+/// so a cached answer for one never serves a request that carries another.
+/// One allocation holds `id`, a newline (never valid in a cookie value) and
+/// `token`; Debug shows only the fingerprint.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionKey {
+pub struct Credential {
     raw: Box<str>,
     split: usize,
 }
 
-impl SessionKey {
-    /// Builds a key; `token` is empty when the client sent none.
+impl Credential {
+    /// Builds a credential from its two parts; `token` is empty when the client sent none.
     pub fn new(id: &str, token: &str) -> Self {
         let mut raw = String::with_capacity(id.len() + 1 + token.len());
         raw.push_str(id);
@@ -34,25 +40,33 @@ impl SessionKey {
         }
     }
 
-    /// The session id, for the IdP request body only.
+    /// The primary part (IID: the session id; bearer: the whole credential),
+    /// for the IdP request only.
     pub fn id(&self) -> &str {
         self.raw.get(..self.split).unwrap_or_default()
     }
 
-    /// The session token ("" when absent), for the IdP request body only.
+    /// The secondary part ("" when absent; IID: the session token), for the IdP request only.
     pub fn token(&self) -> &str {
         self.raw.get(self.split + 1..).unwrap_or_default()
     }
 
-    /// Short stable hash for logs: lets people correlate lines without the secret.
+    /// Short keyed hash for logs: lines about one session can be correlated,
+    /// but a fingerprint cannot be checked against guessed credentials
+    /// without the process's key.
     pub fn fingerprint(&self) -> Fingerprint {
-        let mut h = Fnv64::default();
-        self.raw.hash(&mut h);
-        Fingerprint((h.finish() >> 32) as u32)
+        Fingerprint((fingerprint_key().hash_one(&self.raw) >> 32) as u32)
     }
 }
 
-/// 32-bit hash of a session key, shown as 8 hex digits; computed without allocating.
+/// The per-process key of [`Credential::fingerprint`]: std's `RandomState`
+/// is a SipHash key drawn from the OS once.
+fn fingerprint_key() -> &'static std::hash::RandomState {
+    static KEY: OnceLock<std::hash::RandomState> = OnceLock::new();
+    KEY.get_or_init(std::hash::RandomState::new)
+}
+
+/// 32-bit keyed hash of a credential, shown as 8 hex digits; computed without allocating.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(u32);
 
@@ -68,35 +82,77 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
-impl fmt::Debug for SessionKey {
+impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionKey({})", self.fingerprint())
+        write!(f, "Credential({})", self.fingerprint())
     }
 }
 
-/// What the request's cookies say about the session.
+/// What the request says about the session.
 #[derive(Debug, PartialEq, Eq)]
-pub enum SessionCookie {
-    /// No session id cookie at all.
+pub enum Found {
+    /// No credential at all.
     Absent,
-    /// A session id cookie whose value cannot be a session id.
+    /// Something in the credential's place that cannot be one.
     Malformed,
-    /// A well-formed id (and token, possibly empty).
-    Present(SessionKey),
+    /// A well-formed credential.
+    Present(Credential),
 }
 
-/// Names of the cookies to read.
+/// Where to look for the credential.
 #[derive(Debug, Clone)]
-pub struct CookieNames {
-    /// Cookie holding the session id.
-    pub id: String,
+pub struct CredentialSource {
+    /// Cookie holding the session id (or the provider's whole credential).
+    pub id_cookie: String,
     /// Cookie holding the token; empty disables it.
-    pub token: String,
+    pub token_cookie: String,
+    /// Also accept `Authorization: Bearer <credential>`; the cookie wins when both are present.
+    pub bearer: bool,
+}
+
+impl CredentialSource {
+    /// Reads the credential: cookies first, then (when enabled) the bearer token.
+    pub fn read(&self, headers: &HeaderMap) -> Found {
+        match read_cookies(headers, &self.id_cookie, &self.token_cookie) {
+            Found::Absent if self.bearer => read_bearer(headers),
+            found => found,
+        }
+    }
+}
+
+/// `Authorization: Bearer <token>`: one header, one token of RFC 6750
+/// `b64token` characters; anything else in that header is malformed.
+fn read_bearer(headers: &HeaderMap) -> Found {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Found::Absent;
+    };
+    let bytes = value.as_bytes();
+    let Some(scheme_end) = bytes.iter().position(|&b| b == b' ') else {
+        return Found::Absent;
+    };
+    if !bytes[..scheme_end].eq_ignore_ascii_case(b"bearer") {
+        // Basic and other schemes are not ours to judge.
+        return Found::Absent;
+    }
+    let token = trim(&bytes[scheme_end + 1..]);
+    let b64token = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b);
+    if values.next().is_some()
+        || token.is_empty()
+        || token.len() > MAX_SESSION_TOKEN_LEN
+        || !token.iter().all(b64token)
+    {
+        return Found::Malformed;
+    }
+    match std::str::from_utf8(token) {
+        Ok(t) => Found::Present(Credential::new(t, "")),
+        Err(_) => Found::Malformed,
+    }
 }
 
 /// Reads the session cookies. The first occurrence of a name wins, as browsers
 /// send the most specific path first (RFC 6265 5.4).
-pub fn read(headers: &HeaderMap, names: &CookieNames) -> SessionCookie {
+fn read_cookies(headers: &HeaderMap, id_name: &str, token_name: &str) -> Found {
     let mut id: Option<&[u8]> = None;
     let mut token: Option<&[u8]> = None;
     for value in headers.get_all(COOKIE) {
@@ -106,29 +162,27 @@ pub fn read(headers: &HeaderMap, names: &CookieNames) -> SessionCookie {
                 continue;
             };
             let (name, val) = (trim(&pair[..eq]), unquote(trim(&pair[eq + 1..])));
-            if id.is_none() && name == names.id.as_bytes() {
+            if id.is_none() && name == id_name.as_bytes() {
                 id = Some(val);
-            } else if token.is_none() && !names.token.is_empty() && name == names.token.as_bytes() {
+            } else if token.is_none() && !token_name.is_empty() && name == token_name.as_bytes() {
                 token = Some(val);
             }
         }
     }
     let Some(id) = id else {
-        return SessionCookie::Absent;
+        return Found::Absent;
     };
     let token = token.unwrap_or(b"");
     if id.is_empty() && token.is_empty() {
         // An emptied cookie (as left by a logout) is no session at all.
-        return SessionCookie::Absent;
+        return Found::Absent;
     }
     match (
         valid_value(id, MAX_SESSION_ID_LEN),
         valid_value(token, MAX_SESSION_TOKEN_LEN),
     ) {
-        (Some(id), Some(token)) if !id.is_empty() => {
-            SessionCookie::Present(SessionKey::new(id, token))
-        }
-        _ => SessionCookie::Malformed,
+        (Some(id), Some(token)) if !id.is_empty() => Found::Present(Credential::new(id, token)),
+        _ => Found::Malformed,
     }
 }
 
@@ -161,36 +215,23 @@ fn unquote(s: &[u8]) -> &[u8] {
     }
 }
 
-/// FNV-1a: tiny, dependency-free, and stable across processes for log correlation.
-struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv64 {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn names() -> CookieNames {
-        CookieNames {
-            id: "iid_session_id".into(),
-            token: "iid_session_token".into(),
+    fn names() -> CredentialSource {
+        CredentialSource {
+            id_cookie: "iid_session_id".into(),
+            token_cookie: "iid_session_token".into(),
+            bearer: false,
+        }
+    }
+
+    fn with_bearer() -> CredentialSource {
+        CredentialSource {
+            bearer: true,
+            ..names()
         }
     }
 
@@ -206,8 +247,8 @@ mod tests {
     fn reads_id_and_token_across_cookie_headers() {
         let h = headers(&["a=1; iid_session_id=abc-123", "iid_session_token=\"tok\""]);
         assert_eq!(
-            read(&h, &names()),
-            SessionCookie::Present(SessionKey::new("abc-123", "tok"))
+            names().read(&h),
+            Found::Present(Credential::new("abc-123", "tok"))
         );
     }
 
@@ -215,57 +256,95 @@ mod tests {
     fn token_is_optional_and_first_occurrence_wins() {
         let h = headers(&["iid_session_id=first; iid_session_id=second"]);
         assert_eq!(
-            read(&h, &names()),
-            SessionCookie::Present(SessionKey::new("first", ""))
+            names().read(&h),
+            Found::Present(Credential::new("first", ""))
         );
     }
 
     #[test]
     fn absent_empty_and_malformed() {
-        assert_eq!(read(&headers(&[]), &names()), SessionCookie::Absent);
+        assert_eq!(names().read(&headers(&[])), Found::Absent);
+        assert_eq!(names().read(&headers(&["other=1"])), Found::Absent);
+        assert_eq!(names().read(&headers(&["iid_session_id="])), Found::Absent);
         assert_eq!(
-            read(&headers(&["other=1"]), &names()),
-            SessionCookie::Absent
-        );
-        assert_eq!(
-            read(&headers(&["iid_session_id="]), &names()),
-            SessionCookie::Absent
-        );
-        assert_eq!(
-            read(&headers(&["iid_session_id=a\\b"]), &names()),
-            SessionCookie::Malformed
+            names().read(&headers(&["iid_session_id=a\\b"])),
+            Found::Malformed
         );
         let long = format!("iid_session_id={}", "a".repeat(MAX_SESSION_ID_LEN + 1));
-        assert_eq!(read(&headers(&[&long]), &names()), SessionCookie::Malformed);
+        assert_eq!(names().read(&headers(&[&long])), Found::Malformed);
     }
 
     #[test]
     fn prefix_of_a_cookie_name_does_not_match() {
         let h = headers(&["xiid_session_id=abc"]);
-        assert_eq!(read(&h, &names()), SessionCookie::Absent);
+        assert_eq!(names().read(&h), Found::Absent);
     }
 
     #[test]
     fn id_and_token_round_trip() {
-        let k = SessionKey::new("abc", "tok");
+        let k = Credential::new("abc", "tok");
         assert_eq!((k.id(), k.token()), ("abc", "tok"));
-        let k = SessionKey::new("abc", "");
+        let k = Credential::new("abc", "");
         assert_eq!((k.id(), k.token()), ("abc", ""));
-        assert_ne!(SessionKey::new("ab", "c"), SessionKey::new("a", "bc"));
+        assert_ne!(Credential::new("ab", "c"), Credential::new("a", "bc"));
     }
 
     #[test]
     fn debug_never_shows_the_secrets() {
-        let k = SessionKey::new("fa44b0c4-fb2d-43c3", "sekrit-token");
+        let k = Credential::new("fa44b0c4-fb2d-43c3", "sekrit-token");
         let d = format!("{k:?}");
         assert!(!d.contains("fa44b0c4") && !d.contains("sekrit"), "{d}");
         assert_eq!(
             k.fingerprint(),
-            SessionKey::new("fa44b0c4-fb2d-43c3", "sekrit-token").fingerprint()
+            Credential::new("fa44b0c4-fb2d-43c3", "sekrit-token").fingerprint()
         );
         assert_ne!(
             k.fingerprint(),
-            SessionKey::new("fa44b0c4-fb2d-43c3", "other").fingerprint()
+            Credential::new("fa44b0c4-fb2d-43c3", "other").fingerprint()
+        );
+    }
+
+    #[test]
+    fn bearer_only_when_enabled_and_the_cookie_wins() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc.DEF-1_~+/="),
+        );
+        assert_eq!(names().read(&h), Found::Absent);
+        assert_eq!(
+            with_bearer().read(&h),
+            Found::Present(Credential::new("abc.DEF-1_~+/=", ""))
+        );
+        h.insert(COOKIE, HeaderValue::from_static("iid_session_id=cookie"));
+        assert_eq!(
+            with_bearer().read(&h),
+            Found::Present(Credential::new("cookie", ""))
+        );
+    }
+
+    #[test]
+    fn bearer_garbage_is_malformed_and_other_schemes_absent() {
+        let read = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, HeaderValue::from_static(v));
+            with_bearer().read(&h)
+        };
+        assert_eq!(read("Basic dXNlcjpwYXNz"), Found::Absent);
+        assert_eq!(
+            read("bearer lower-case-scheme"),
+            Found::Present(Credential::new("lower-case-scheme", ""))
+        );
+        assert_eq!(read("Bearer "), Found::Malformed);
+        assert_eq!(read("Bearer a b"), Found::Malformed);
+        assert_eq!(read("Bearer a;b"), Found::Malformed);
+        let mut h = HeaderMap::new();
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer one"));
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer two"));
+        assert_eq!(
+            with_bearer().read(&h),
+            Found::Malformed,
+            "two credentials: which one?"
         );
     }
 }

@@ -4,4 +4,5 @@
 
 pub mod cache;
 pub mod credential;
+pub mod headers;
 pub mod identity;

@@ -1,15 +1,34 @@
 //! Identity providers: the [`SessionProvider`] trait the gateway depends on,
-//! and its implementations. IID child sessions are the first; the other
-//! session APIs in the seeds (EnOS, CIAM, ...) slot in as further modules.
+//! [`build`] to pick one from `[idp]`, and one folder per provider, each with
+//! the wire types it shares with its emulator. IID child sessions are the
+//! first; the other session APIs in the seeds slot in beside it.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::credential::SessionKey;
+use crate::auth::credential::Credential;
+use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
+use crate::config::{IdpConfig, Provider};
 
 pub mod iid;
+
+/// Why a provider client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The IID client.
+    #[error(transparent)]
+    Iid(#[from] iid::BuildError),
+}
+
+/// The provider `[idp] provider` names, ready to be called.
+pub fn build(cfg: &IdpConfig) -> Result<Arc<dyn SessionProvider>, BuildError> {
+    Ok(match cfg.provider {
+        Provider::Iid => Arc::new(iid::IidClient::new(cfg)?),
+    })
+}
 
 /// A boxed future: providers are called only on cache misses, so the box is off the hot path.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -68,7 +87,10 @@ pub enum LogoutOutcome {
 /// A session API: validates and ends sessions.
 pub trait SessionProvider: Send + Sync + 'static {
     /// Asks the IdP whether `key` is a live session and who it belongs to.
-    fn fetch<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<Verdict, IdpError>>;
+    fn fetch<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<Verdict, IdpError>>;
     /// Ends the session at the IdP.
-    fn logout<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<LogoutOutcome, IdpError>>;
+    fn logout<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<LogoutOutcome, IdpError>>;
+    /// Which lists (roles, permissions) this provider reports, so headers and
+    /// route checks only rely on what it can deliver.
+    fn carries(&self) -> Carries;
 }

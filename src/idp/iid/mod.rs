@@ -6,7 +6,7 @@
 //! invalid; transport error, timeout, 5xx, 408, 429 -> unavailable; anything
 //! else, or a body that is not the seed's shape -> bad answer.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
@@ -14,14 +14,16 @@ use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub mod wire;
 
 use self::wire::{ChildSession, CommonResponse, SessionRequest};
 use super::{BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
-use crate::auth::credential::SessionKey;
-use crate::auth::identity::{Identity, Pii, ProfileInfo, RoleGrant};
+use crate::auth::credential::Credential;
+use crate::auth::headers::Carries;
+use crate::auth::identity::Identity;
 use crate::config::IdpConfig;
 use crate::connector::{self, Connector};
 
@@ -84,7 +86,7 @@ impl IidClient {
     }
 
     /// POSTs the session pair to `uri`; the timeout covers connect to last body byte.
-    async fn call(&self, uri: &Uri, key: &SessionKey) -> Result<(StatusCode, Bytes), IdpError> {
+    async fn call(&self, uri: &Uri, key: &Credential) -> Result<(StatusCode, Bytes), IdpError> {
         let body = serde_json::to_vec(&SessionRequest {
             session_token: key.token().to_owned(),
             session_id: key.id().to_owned(),
@@ -126,14 +128,21 @@ impl IidClient {
 }
 
 impl SessionProvider for IidClient {
-    fn fetch<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<Verdict, IdpError>> {
+    fn fetch<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<Verdict, IdpError>> {
         Box::pin(async move {
             let (status, body) = self.call(&self.fetch_uri, key).await?;
             classify_fetch(status, &body, key)
         })
     }
 
-    fn logout<'a>(&'a self, key: &'a SessionKey) -> BoxFuture<'a, Result<LogoutOutcome, IdpError>> {
+    fn carries(&self) -> Carries {
+        Carries {
+            roles: true,
+            permissions: true,
+        }
+    }
+
+    fn logout<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<LogoutOutcome, IdpError>> {
         Box::pin(async move {
             let (status, body) = self.call(&self.logout_uri, key).await?;
             match status {
@@ -156,7 +165,7 @@ impl SessionProvider for IidClient {
 pub fn classify_fetch(
     status: StatusCode,
     body: &[u8],
-    key: &SessionKey,
+    key: &Credential,
 ) -> Result<Verdict, IdpError> {
     match status {
         StatusCode::OK => {}
@@ -215,8 +224,9 @@ fn unexpected_status(s: StatusCode) -> IdpError {
     }
 }
 
-/// Maps the seed's `data` onto the provider-neutral identity.
-fn to_identity(data: ChildSession, key: &SessionKey) -> Result<(Identity, Duration), IdpError> {
+/// Maps the seed's `data` onto the provider-neutral identity. The user
+/// context keeps the shape (and key order) IID apps have always received.
+fn to_identity(data: ChildSession, key: &Credential) -> Result<(Identity, Duration), IdpError> {
     let profile = data
         .self_profile
         .and_then(|p| p.into_iter().next())
@@ -234,7 +244,7 @@ fn to_identity(data: ChildSession, key: &SessionKey) -> Result<(Identity, Durati
         Some(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs.min(1.0e9)),
         _ => Duration::ZERO,
     };
-    let roles = data
+    let roles: Vec<RoleGrant> = data
         .user_roles
         .unwrap_or_default()
         .into_iter()
@@ -245,18 +255,19 @@ fn to_identity(data: ChildSession, key: &SessionKey) -> Result<(Identity, Durati
             })
         })
         .collect();
-    let identity = Identity {
-        session_id: data
-            .session_id
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| key.id().to_owned()),
-        profile_id,
-        external_system_id: data.external_system_id,
-        authority_type: data.authority_type,
-        locale: data.iid_params.and_then(|p| p.locale),
-        permissions: data.user_permissions.unwrap_or_default(),
-        roles,
-        delegations: data.delegations.unwrap_or_default(),
+    let session_id = data
+        .session_id
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| key.id().to_owned());
+    let locale = data.iid_params.and_then(|p| p.locale);
+    let context = UserContext {
+        session_id: &session_id,
+        profile_id: &profile_id,
+        external_system_id: data.external_system_id.as_deref(),
+        authority_type: data.authority_type.as_deref(),
+        locale: locale.as_deref(),
+        roles: &roles,
+        delegations: data.delegations.as_deref().unwrap_or_default(),
         profile: ProfileInfo {
             la_profile_id: profile.la_profile_id,
             name_en: profile.name_en,
@@ -267,14 +278,99 @@ fn to_identity(data: ChildSession, key: &SessionKey) -> Result<(Identity, Durati
             kind: profile.kind,
             is_active: profile.is_active,
         },
-        pii: Pii {
-            eid: profile.eid,
-            passport_no: profile.passport_no,
-            mobile_no: profile.mobile_no,
-            email: profile.email,
-        },
+    };
+    let pii = Pii {
+        eid: profile.eid,
+        passport_no: profile.passport_no,
+        mobile_no: profile.mobile_no,
+        email: profile.email,
+    };
+    let identity = Identity {
+        context: json_object(&context)?,
+        pii: Some(json_object(&pii)?),
+        subject: profile_id,
+        session_id: Some(session_id),
+        roles: roles.into_iter().map(|r| r.code).collect(),
+        permissions: data.user_permissions.unwrap_or_default(),
+        organization: None,
+        locale,
+        extra: data
+            .authority_type
+            .map(|a| vec![("authority-type", a)])
+            .unwrap_or_default(),
+        expires_at: SystemTime::now().checked_add(expires_in),
     };
     Ok((identity, expires_in))
+}
+
+fn json_object(v: &impl Serialize) -> Result<Map<String, Value>, IdpError> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(IdpError::BadAnswer("identity is not a JSON object".into())),
+    }
+}
+
+/// `{prefix}user-context` for IID: everything but permissions (sent as their
+/// own header: the list is long and would double the bytes per request) and
+/// personal data.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserContext<'a> {
+    session_id: &'a str,
+    profile_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_system_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authority_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locale: Option<&'a str>,
+    roles: &'a [RoleGrant],
+    delegations: &'a [Value],
+    profile: ProfileInfo,
+}
+
+/// A role code and the organizations it applies to.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RoleGrant {
+    code: String,
+    organization_ids: Vec<Value>,
+}
+
+/// Profile fields that are not personal data.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    la_profile_id: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_en: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_ar: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gender: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unified_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nationality: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_active: Option<bool>,
+}
+
+/// Personal data: in the user context only with `headers.include_pii`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Pii {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    passport_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mobile_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
 }
 
 /// Where a body failed to parse, without quoting it: serde's messages can
@@ -309,8 +405,8 @@ mod tests {
 
     const SEED: &[u8] = include_bytes!("../../../tests/data/seed_fetch_response.json");
 
-    fn key() -> SessionKey {
-        SessionKey::new("fa44b0c4-fb2d-43c3-bb65-345ad2a8be11", "")
+    fn key() -> Credential {
+        Credential::new("fa44b0c4-fb2d-43c3-bb65-345ad2a8be11", "")
     }
 
     #[test]
@@ -323,16 +419,29 @@ mod tests {
             panic!("not valid")
         };
         assert_eq!(expires_in, Duration::from_secs(15));
-        assert_eq!(identity.profile_id, "518");
-        assert_eq!(identity.session_id, "b26e93f2-19bc-4473-95ed-db72bd1eb5f2");
+        assert_eq!(identity.subject, "518");
+        assert_eq!(
+            identity.session_id.as_deref(),
+            Some("b26e93f2-19bc-4473-95ed-db72bd1eb5f2")
+        );
         assert_eq!(identity.permissions.len(), 36);
-        assert_eq!(identity.roles[0].code, "IID-INVESTOR");
+        assert_eq!(identity.roles[0], "IID-INVESTOR");
         assert_eq!(identity.locale.as_deref(), Some("en"));
         assert_eq!(
-            identity.profile.name_ar.as_deref(),
-            Some("خديجه عبدالله يوسف ال على")
+            identity.context["profile"]["nameAr"],
+            "خديجه عبدالله يوسف ال على"
         );
-        assert_eq!(identity.pii.eid.as_deref(), Some("784197910942578"));
+        assert_eq!(identity.context["roles"][0]["code"], "IID-INVESTOR");
+        assert_eq!(
+            identity.pii.as_ref().unwrap()["eid"],
+            "784197910942578",
+            "personal data stays out of the context"
+        );
+        assert!(identity.context.get("eid").is_none());
+        // The user context keeps the field order IID apps have always received.
+        let keys: Vec<&str> = identity.context.keys().map(String::as_str).collect();
+        assert_eq!(&keys[..2], ["sessionId", "profileId"]);
+        assert_eq!(keys.last(), Some(&"profile"));
     }
 
     #[test]
@@ -408,7 +517,7 @@ mod tests {
             panic!()
         };
         assert_eq!(expires_in, Duration::ZERO);
-        assert_eq!(identity.profile_id, "7");
-        assert_eq!(identity.session_id, key().id());
+        assert_eq!(identity.subject, "7");
+        assert_eq!(identity.session_id.as_deref(), Some(key().id()));
     }
 }
