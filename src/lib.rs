@@ -1,36 +1,42 @@
-//! sessiongate: a reverse proxy that validates a session cookie against an
-//! identity provider's session API, caches the answer until the session
+//! sessiongate: a reverse proxy that validates a session credential against
+//! an identity provider's session API, caches the answer until the session
 //! expires, injects the user's identity as request headers and forwards the
 //! request upstream. Apps behind it never see an unauthenticated request on a
 //! protected route.
 //!
 //! # Request flow (see [`pipeline`])
-//! strip client `x-iid-*` headers -> strip hop-by-hop -> normalize path ->
-//! logout? -> route (longest prefix) -> declared body size -> public: forward
-//! | required: cookie -> cache, else IdP (coalesced) -> permissions/roles ->
-//! inject identity headers -> X-Forwarded-* -> forward, streaming (bodies
-//! cut off at the route's limit).
+//! [`pipeline::Gateway::decide`]: head checks -> normalize path -> logout? ->
+//! route (longest prefix) -> declared body size -> public: allow | required:
+//! credential -> cache, else IdP (coalesced) -> permissions/roles.
+//! Then the rewrite for the upstream: strip client identity headers -> strip
+//! hop-by-hop -> inject identity headers -> X-Forwarded-* -> normalized path;
+//! and [`proxy`] forwards, streaming (bodies cut off at the route's limit).
 //!
 //! # Layout
-//! - [`cli`], `main.rs`: command line; the binary is thin.
-//! - [`config`]: TOML + env mirror, validated into runtime types.
-//! - [`app`]: wiring from config to a serving gateway.
-//! - [`server`]: accept loop shared by gateway, emulator and echo upstream (HTTP/1.1, HTTP/2, h2c),
-//!   `max_connections`, and the drain; `idle`: its idle and request-head timers.
-//! - [`tls`]: TLS termination for the public listener, certificate rotation.
-//! - [`pipeline`]: the request pipeline, in order, in one place.
+//! - `main.rs`, [`cli`], [`telemetry`]: the thin binary; [`app`]: production
+//!   wiring from config to serving listeners.
+//! - [`pipeline`]: the request path, read top to bottom: decide, then forward.
 //! - [`error`]: every failure and its HTTP response, in one table.
-//! - [`session`]: cookies -> [`session::SessionKey`] (redacted).
-//! - [`cache`]: moka cache with per-entry TTL and coalesced misses.
-//! - [`idp`]: the [`idp::SessionProvider`] trait; [`idp::iid`] client and [`idp::wire`] types.
-//! - [`identity`]: normalized identity and the headers rendered from it.
-//! - [`routes`]: path normalization and the route table.
-//! - [`proxy`]: upstream clients (per route CA and HTTP/2), hop-by-hop, X-Forwarded-*.
-//! - [`upgrade`]: WebSocket and other upgrades, spliced after the upstream's `101`.
-//! - [`request_id`]: `x-request-id` kept or generated, forwarded and returned.
-//! - [`connector`]: outbound TCP/TLS (webpki roots or a route's `ca_file`, ALPN).
-//! - [`emulator`]: IID-compatible session server; [`echo`]: demo/test upstream.
-//! - [`demo`]: the one-command demo; [`loadtest`]: the load generator; [`telemetry`]: logging.
+//! - [`path`] (a leaf): path normalization; [`routes`]: the route table;
+//!   [`request_id`]: `x-request-id` kept or generated.
+//! - [`config`]: the serde mirror of the file (`raw`), validated per section
+//!   into the runtime types the rest of the crate sees.
+//! - [`auth`]: where a credential comes from, the provider-neutral identity,
+//!   the header plan (what the upstream is told), the freshness-aware cache.
+//! - [`idp`]: the [`idp::SessionProvider`] trait, [`idp::build`], and one
+//!   folder per provider with the wire types its emulator shares.
+//! - [`proxy`]: forwarding, hop-by-hop, X-Forwarded-*, bodies, upgrades;
+//!   [`connector`]: outbound TCP/TLS for upstreams and the IdP.
+//! - [`server`]: accept loop, protocols, idle timers, TLS and PEM loading;
+//!   it knows nothing of the config or the core.
+//! - [`admin`]: health, readiness latch, metrics.
+//! - [`dev`]: emulator, echo upstream, demo, load generator; only `main.rs`
+//!   and `dev` itself import it.
+//!
+//! Dependency rules (checked by `tests/architecture.rs`): no import circles;
+//! `config` imports only `path` and `server::pem`; `server` imports nothing
+//! outside itself; only `main.rs` and `dev` import `dev`; `idp` imports
+//! neither `pipeline` nor `proxy`; `proxy` imports neither `pipeline` nor `idp`.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -11,7 +11,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 /// A request body on its way upstream, cut off once it goes past the
 /// route's `max_body_bytes`: the error aborts the upstream request, and the
-/// flag lets [`Forwarder::send`] answer 413 rather than 502. On routes
+/// flag lets [`super::Forwarder::send`] answer 413 rather than 502. On routes
 /// without a limit, frames pass through untouched and nothing is allocated.
 #[derive(Debug)]
 pub struct RequestBody {
