@@ -33,9 +33,9 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Default time a client has to send its request head.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a keep-alive connection may wait for its next request.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = crate::server::DEFAULT_IDLE_TIMEOUT;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default bound on open client connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = crate::server::DEFAULT_MAX_CONNECTIONS;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default drain time on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default interval at which `server.tls` files are checked for a new certificate.
@@ -813,13 +813,13 @@ impl RawConfig {
             emulate: self.idp.emulate,
             ca: match self.idp.ca_file.trim() {
                 "" => None,
-                path => match crate::connector::read_ca_file(std::path::Path::new(path)) {
+                path => match crate::server::pem::read_ca_file(std::path::Path::new(path)) {
                     Ok(certs) => Some(CaBundle {
                         path: PathBuf::from(path),
                         certs: certs.into(),
                     }),
-                    Err(msg) => {
-                        p.push("idp.ca_file", msg);
+                    Err(e) => {
+                        p.push("idp.ca_file", e.message);
                         None
                     }
                 },
@@ -1002,13 +1002,13 @@ fn upstream_client(
     }
     let ca = match ca_file {
         None => None,
-        Some(path) => match crate::connector::read_ca_file(path) {
+        Some(path) => match crate::server::pem::read_ca_file(path) {
             Ok(certs) => Some(CaBundle {
                 path: path.clone(),
                 certs: certs.into(),
             }),
-            Err(msg) => {
-                p.push(&format!("{key}.ca_file"), msg);
+            Err(e) => {
+                p.push(&format!("{key}.ca_file"), e.message);
                 return 0;
             }
         },
