@@ -13,7 +13,7 @@ mod support;
 use std::time::Duration;
 
 use sessiongate::auth::credential::SessionKey;
-use sessiongate::config::{IdpConfig, Provider, Secret};
+use sessiongate::config::{IdpConfig, IidConfig, ProviderConfig, Secret};
 use sessiongate::dev::emulator::{self, Fault};
 use sessiongate::idp::iid::IidClient;
 use sessiongate::idp::{SessionProvider, Verdict};
@@ -37,13 +37,14 @@ fn session_key(cookie: &str) -> SessionKey {
 /// Asks the harness' emulator directly (not through the gateway's cache).
 async fn idp_verdict(h: &Harness, key: &SessionKey) -> Verdict {
     let client = IidClient::new(&IdpConfig {
-        provider: Provider::Iid,
         base_url: format!("http://{}{}", h.idp, emulator::BASE_PATH),
-        api_key: Secret::new(support::API_KEY),
-        client_id: "TIBCO_CONSUMER".into(),
         timeout: Duration::from_secs(10),
         emulate: false,
         ca: None,
+        provider: ProviderConfig::Iid(IidConfig {
+            api_key: Secret::new(support::API_KEY),
+            client_id: "TIBCO_CONSUMER".into(),
+        }),
     })
     .unwrap();
     client.fetch(key).await.unwrap()

@@ -28,7 +28,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default admin listener (health, readiness, metrics); loopback so it is never public by accident.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Default `idp.provider`.
-pub const DEFAULT_IDP_PROVIDER: &str = "iid";
+pub const DEFAULT_IDP_PROVIDER: &str = IidConfig::PROVIDER;
 /// Default IdP base URL: where `sessiongate emulator` listens by default.
 pub const DEFAULT_IDP_BASE_URL: &str = "http://127.0.0.1:9001/middleware/api/external";
 /// Default `X-IID-CLIENT-ID` sent to IID.
@@ -150,30 +150,49 @@ pub struct SessionConfig {
     pub logout_path: String,
 }
 
-/// Which session API the gateway talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    /// IID single sign-on child sessions (seeds 000/001).
-    Iid,
-}
-
-/// `[idp]`.
+/// `[idp]`: what every provider shares, and the chosen provider's own keys.
 #[derive(Debug, Clone)]
 pub struct IdpConfig {
-    /// Session API flavour.
-    pub provider: Provider,
-    /// Base URL the API paths are appended to.
+    /// Base URL the provider's API paths are appended to.
     pub base_url: String,
-    /// Sent as `X-IID-API-KEY`; redacted in Debug.
-    pub api_key: Secret,
-    /// Sent as `X-IID-CLIENT-ID`.
-    pub client_id: String,
     /// Bound on one IdP call, connect to last body byte.
     pub timeout: Duration,
     /// Run the emulator in-process and point the client at it.
     pub emulate: bool,
     /// Trust only this CA bundle for an `https://` IdP (a private PKI).
     pub ca: Option<CaBundle>,
+    /// Which session API, with the keys only it reads.
+    pub provider: ProviderConfig,
+}
+
+/// `[idp] provider = "..."`, with the keys only that provider reads.
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    /// IID child sessions (seeds 000/001).
+    Iid(IidConfig),
+}
+
+impl ProviderConfig {
+    /// The `provider` value, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderConfig::Iid(_) => IidConfig::PROVIDER,
+        }
+    }
+}
+
+/// IID's own keys.
+#[derive(Debug, Clone)]
+pub struct IidConfig {
+    /// Sent as `X-IID-API-KEY`; redacted in Debug.
+    pub api_key: Secret,
+    /// Sent as `X-IID-CLIENT-ID`.
+    pub client_id: String,
+}
+
+impl IidConfig {
+    /// The `idp.provider` value that selects IID.
+    pub const PROVIDER: &'static str = "iid";
 }
 
 /// `[cache]`.
@@ -407,9 +426,7 @@ impl Config {
             self.routes.len(),
             required,
             self.routes.len() - required,
-            match self.idp.provider {
-                Provider::Iid => "iid",
-            },
+            self.idp.provider.name(),
             if self.idp.emulate {
                 "embedded emulator".to_string()
             } else {
@@ -445,6 +462,11 @@ mod tests {
         upstream = "http://127.0.0.1:3000"
     "#;
 
+    fn iid(c: &Config) -> &IidConfig {
+        let ProviderConfig::Iid(iid) = &c.idp.provider;
+        iid
+    }
+
     #[test]
     fn defaults_match_the_documented_values() {
         let c = Config::from_toml_str(MINIMAL).unwrap();
@@ -453,7 +475,7 @@ mod tests {
         assert_eq!(c.session.token_cookie, "iid_session_token");
         assert_eq!(c.session.logout_path, "/logout");
         assert!(c.session.login_url.is_none());
-        assert_eq!(c.idp.client_id, "TIBCO_CONSUMER");
+        assert_eq!(iid(&c).client_id, "TIBCO_CONSUMER");
         assert_eq!(c.idp.timeout, DEFAULT_IDP_TIMEOUT);
         assert_eq!(c.cache.max_entries, 100_000);
         assert_eq!(c.cache.max_ttl, DEFAULT_MAX_TTL);
@@ -565,7 +587,7 @@ mod tests {
             jail.set_env("SESSIONGATE_CACHE__MAX_TTL", "90s");
             jail.set_env("SESSIONGATE_CONFIG", "gw.toml");
             let c = Config::load(Path::new("gw.toml")).map_err(|e| e.to_string())?;
-            assert_eq!(c.idp.api_key.expose(), "12345");
+            assert_eq!(iid(&c).api_key.expose(), "12345");
             assert_eq!(c.cache.max_ttl, Duration::from_secs(90));
             Ok(())
         });

@@ -9,17 +9,22 @@ use serde::{Deserialize, Deserializer};
 use super::{
     DEFAULT_ADMIN_LISTEN, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_IDP_BASE_URL, DEFAULT_IDP_PROVIDER, DEFAULT_IDP_TIMEOUT,
-    DEFAULT_ID_COOKIE, DEFAULT_IID_CLIENT_ID, DEFAULT_LISTEN, DEFAULT_LOGOUT_PATH,
-    DEFAULT_LOG_ACCESS, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_TTL, DEFAULT_ROUTE_AUTH,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TLS_RELOAD_INTERVAL, DEFAULT_TOKEN_COOKIE,
-    DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WORKERS,
+    DEFAULT_ID_COOKIE, DEFAULT_LISTEN, DEFAULT_LOGOUT_PATH, DEFAULT_LOG_ACCESS, DEFAULT_LOG_FORMAT,
+    DEFAULT_LOG_LEVEL, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TTL,
+    DEFAULT_NEGATIVE_TTL, DEFAULT_ROUTE_AUTH, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TLS_RELOAD_INTERVAL,
+    DEFAULT_TOKEN_COOKIE, DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT,
+    DEFAULT_WORKERS,
 };
 
 /// A duration default as the text an operator would write (`"5m"`), so the
 /// default goes through the same parser as a configured value.
 fn duration_text(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// `lenient_string` for a key whose absence matters; only reached when the key is present.
+fn lenient_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    lenient_string(d).map(Some)
 }
 
 /// Accepts strings, and numbers or booleans that environment overrides turn
@@ -133,6 +138,8 @@ impl Default for RawSession {
     }
 }
 
+/// Flat like the file: the shared keys, then every provider's own keys as
+/// `Option`, so `validate` can tell "not set" from "set for the wrong provider".
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawIdp {
@@ -141,14 +148,25 @@ pub(super) struct RawIdp {
     #[serde(deserialize_with = "lenient_string")]
     pub(super) base_url: String,
     #[serde(deserialize_with = "lenient_string")]
-    pub(super) api_key: String,
-    #[serde(deserialize_with = "lenient_string")]
-    pub(super) client_id: String,
-    #[serde(deserialize_with = "lenient_string")]
     pub(super) timeout: String,
     pub(super) emulate: bool,
     #[serde(deserialize_with = "lenient_string")]
     pub(super) ca_file: String,
+    // Provider-specific keys.
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) api_key: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) client_id: Option<String>,
+}
+
+impl RawIdp {
+    /// Every provider-specific key, and whether the file (or environment) set it.
+    pub(super) fn provider_keys(&self) -> [(&'static str, bool); 2] {
+        [
+            ("api_key", self.api_key.is_some()),
+            ("client_id", self.client_id.is_some()),
+        ]
+    }
 }
 
 impl Default for RawIdp {
@@ -156,11 +174,12 @@ impl Default for RawIdp {
         Self {
             provider: DEFAULT_IDP_PROVIDER.into(),
             base_url: DEFAULT_IDP_BASE_URL.into(),
-            api_key: String::new(),
-            client_id: DEFAULT_IID_CLIENT_ID.into(),
             timeout: duration_text(DEFAULT_IDP_TIMEOUT),
             emulate: false,
             ca_file: String::new(),
+            // Provider defaults are applied by `validate`, once the provider is known.
+            api_key: None,
+            client_id: None,
         }
     }
 }

@@ -19,8 +19,9 @@ use super::raw::{
 };
 use super::{
     AdminConfig, Auth, CaBundle, CacheConfig, Config, ConfigError, HeadersConfig, IdpConfig,
-    LogConfig, LogFormat, Provider, RouteConfig, Secret, ServerConfig, SessionConfig, TlsConfig,
-    Upstream, UpstreamClientConfig, UpstreamConfig,
+    IidConfig, LogConfig, LogFormat, ProviderConfig, RouteConfig, Secret, ServerConfig,
+    SessionConfig, TlsConfig, Upstream, UpstreamClientConfig, UpstreamConfig,
+    DEFAULT_IID_CLIENT_ID,
 };
 use crate::server::pem;
 
@@ -193,15 +194,41 @@ fn session(raw: RawSession, p: &mut Problems) -> SessionConfig {
     }
 }
 
+/// One `idp.provider` value: the provider-specific keys it reads and how its
+/// own config is built from them. Adding a provider is one entry here.
+struct Provider {
+    name: &'static str,
+    keys: &'static [&'static str],
+    build: fn(&RawIdp, &mut Problems) -> ProviderConfig,
+}
+
+const PROVIDERS: &[Provider] = &[Provider {
+    name: IidConfig::PROVIDER,
+    keys: &["api_key", "client_id"],
+    build: iid,
+}];
+
 fn idp(raw: RawIdp, p: &mut Problems) -> IdpConfig {
-    let provider = match raw.provider.as_str() {
-        "iid" => Provider::Iid,
-        other => {
+    let provider = match PROVIDERS.iter().find(|known| known.name == raw.provider) {
+        Some(known) => {
+            foreign_keys(&raw.provider_keys(), known.name, known.keys, p);
+            (known.build)(&raw, p)
+        }
+        None => {
+            let names: Vec<String> = PROVIDERS.iter().map(|k| format!("{:?}", k.name)).collect();
             p.push(
                 "idp.provider",
-                format_args!("unknown provider {other:?} (supported: \"iid\")"),
+                format_args!(
+                    "unknown provider {:?} (supported: {})",
+                    raw.provider,
+                    names.join(", ")
+                ),
             );
-            Provider::Iid
+            // Never used: the problem above keeps a Config from being built.
+            ProviderConfig::Iid(IidConfig {
+                api_key: Secret::default(),
+                client_id: String::new(),
+            })
         }
     };
     let base_url = raw.base_url.trim_end_matches('/').to_string();
@@ -215,27 +242,47 @@ fn idp(raw: RawIdp, p: &mut Problems) -> IdpConfig {
             ),
         }
     }
-    if http::HeaderValue::from_str(&raw.api_key).is_err() {
-        p.push("idp.api_key", "contains characters not allowed in a header");
-    }
-    if http::HeaderValue::from_str(&raw.client_id).is_err() {
-        p.push(
-            "idp.client_id",
-            "contains characters not allowed in a header",
-        );
-    }
     IdpConfig {
-        provider,
         base_url,
-        api_key: Secret::new(raw.api_key),
-        client_id: raw.client_id,
         timeout: p.positive_duration("idp.timeout", &raw.timeout),
         emulate: raw.emulate,
         ca: match raw.ca_file.trim() {
             "" => None,
             path => ca_bundle(Path::new(path), "idp.ca_file", p),
         },
+        provider,
     }
+}
+
+/// Names each provider-specific key that is set but that `provider` does not read.
+fn foreign_keys(set: &[(&str, bool)], provider: &str, reads: &[&str], p: &mut Problems) {
+    for (key, _) in set.iter().filter(|(key, set)| *set && !reads.contains(key)) {
+        p.push(
+            &format!("idp.{key}"),
+            format_args!("not a key of provider {provider:?}"),
+        );
+    }
+}
+
+fn iid(raw: &RawIdp, p: &mut Problems) -> ProviderConfig {
+    let api_key = raw.api_key.clone().unwrap_or_default();
+    let client_id = raw
+        .client_id
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IID_CLIENT_ID.into());
+    if http::HeaderValue::from_str(&api_key).is_err() {
+        p.push("idp.api_key", "contains characters not allowed in a header");
+    }
+    if http::HeaderValue::from_str(&client_id).is_err() {
+        p.push(
+            "idp.client_id",
+            "contains characters not allowed in a header",
+        );
+    }
+    ProviderConfig::Iid(IidConfig {
+        api_key: Secret::new(api_key),
+        client_id,
+    })
 }
 
 fn cache(raw: RawCache, p: &mut Problems) -> CacheConfig {
@@ -469,4 +516,62 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
         ));
     }
     Ok(Upstream { scheme, authority })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTE: &str = "[[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n";
+
+    fn error_of(toml: &str) -> String {
+        match Config::from_toml_str(toml) {
+            Ok(_) => panic!("accepted:\n{toml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn unknown_provider_lists_the_known_ones() {
+        let err = error_of(&format!("[idp]\nprovider = \"okta\"\n{ROUTE}"));
+        assert!(
+            err.contains(r#"idp.provider: unknown provider "okta" (supported: "iid")"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn iid_reads_its_own_keys() {
+        let c = Config::from_toml_str(&format!(
+            "[idp]\nprovider = \"iid\"\napi_key = \"k\"\nclient_id = \"APP\"\n{ROUTE}"
+        ))
+        .unwrap();
+        assert_eq!(c.idp.provider.name(), "iid");
+        let ProviderConfig::Iid(iid) = &c.idp.provider;
+        assert_eq!(iid.api_key.expose(), "k");
+        assert_eq!(iid.client_id, "APP");
+    }
+
+    #[test]
+    fn a_key_the_provider_does_not_read_is_named() {
+        let mut p = Problems::default();
+        foreign_keys(
+            &[("api_key", true), ("client_id", true), ("realm", false)],
+            "xyz",
+            &["api_key", "realm"],
+            &mut p,
+        );
+        assert_eq!(p.0, [r#"idp.client_id: not a key of provider "xyz""#]);
+    }
+
+    #[test]
+    fn every_provider_reads_only_keys_the_raw_mirror_has() {
+        let raw = RawIdp::default();
+        let known: Vec<&str> = raw.provider_keys().iter().map(|(k, _)| *k).collect();
+        for provider in PROVIDERS {
+            for key in provider.keys {
+                assert!(known.contains(key), "{}: {key}", provider.name);
+            }
+        }
+    }
 }

@@ -22,7 +22,7 @@ use self::wire::{ChildSession, CommonResponse, SessionRequest};
 use super::{BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
 use crate::auth::credential::SessionKey;
 use crate::auth::identity::{Identity, Pii, ProfileInfo, RoleGrant};
-use crate::config::IdpConfig;
+use crate::config::{IdpConfig, ProviderConfig};
 use crate::connector::{self, Connector};
 
 /// Largest IdP answer read; a bigger one is a bad answer, not a memory problem.
@@ -60,7 +60,8 @@ impl IidClient {
                 .parse()
                 .map_err(|e| BuildError::Url(format!("{e}")))
         };
-        let mut api_key = HeaderValue::from_str(cfg.api_key.expose())
+        let ProviderConfig::Iid(iid) = &cfg.provider;
+        let mut api_key = HeaderValue::from_str(iid.api_key.expose())
             .map_err(|_| BuildError::Header("api_key"))?;
         // Keeps the key out of any header dump hyper or a debug hook might print.
         api_key.set_sensitive(true);
@@ -77,7 +78,7 @@ impl IidClient {
             fetch_uri: uri(wire::PATH_FETCH)?,
             logout_uri: uri(wire::PATH_LOGOUT)?,
             api_key,
-            client_id: HeaderValue::from_str(&cfg.client_id)
+            client_id: HeaderValue::from_str(&iid.client_id)
                 .map_err(|_| BuildError::Header("client_id"))?,
             timeout: cfg.timeout,
         })
