@@ -67,6 +67,8 @@ pub const DEFAULT_ID_COOKIE: &str = "iid_session_id";
 pub const DEFAULT_TOKEN_COOKIE: &str = "iid_session_token";
 /// Default path the gateway answers itself to log out.
 pub const DEFAULT_LOGOUT_PATH: &str = "/logout";
+/// Default prefix of the injected identity headers.
+pub const DEFAULT_HEADER_PREFIX: &str = "x-iid-";
 /// Default log output format.
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Pretty;
 /// Default tracing filter directive.
@@ -251,10 +253,22 @@ impl fmt::Debug for CaBundle {
 }
 
 /// `[headers]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HeadersConfig {
     /// Put eid, passport, mobile and e-mail into `x-iid-user-context`.
     pub include_pii: bool,
+    /// Lowercase prefix of every injected identity header (and of the client
+    /// copies that are stripped), so upstreams that expect another name need no shim.
+    pub prefix: String,
+}
+
+impl Default for HeadersConfig {
+    fn default() -> Self {
+        Self {
+            include_pii: false,
+            prefix: DEFAULT_HEADER_PREFIX.into(),
+        }
+    }
 }
 
 /// Log output format.

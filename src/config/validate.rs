@@ -305,9 +305,33 @@ fn upstream(raw: RawUpstream, p: &mut Problems) -> UpstreamConfig {
     }
 }
 
-fn headers(raw: RawHeaders, _p: &mut Problems) -> HeadersConfig {
+/// Longest `headers.prefix`: room for the suffixes within what proxies and
+/// log pipelines comfortably handle as a header name.
+const MAX_HEADER_PREFIX_BYTES: usize = 32;
+
+fn headers(raw: RawHeaders, p: &mut Problems) -> HeadersConfig {
+    let prefix = raw.prefix;
+    if prefix.is_empty() {
+        // Without a prefix, stripping client copies would strip every header.
+        p.push("headers.prefix", "must not be empty");
+    } else if prefix.len() > MAX_HEADER_PREFIX_BYTES {
+        p.push(
+            "headers.prefix",
+            format_args!("{prefix:?} is longer than {MAX_HEADER_PREFIX_BYTES} bytes"),
+        );
+    } else if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        p.push(
+            "headers.prefix",
+            format_args!("{prefix:?} may contain only ASCII letters, digits and '-'"),
+        );
+    }
     HeadersConfig {
         include_pii: raw.include_pii,
+        // Header names are case-insensitive; one spelling makes matching a byte compare.
+        prefix: prefix.to_ascii_lowercase(),
     }
 }
 
@@ -573,5 +597,25 @@ mod tests {
                 assert!(known.contains(key), "{}: {key}", provider.name);
             }
         }
+    }
+
+    #[test]
+    fn header_prefix_has_a_default_is_lowercased_and_checked() {
+        let c = Config::from_toml_str(ROUTE).unwrap();
+        assert_eq!(c.headers.prefix, "x-iid-");
+        assert_eq!(c.headers.prefix, crate::config::DEFAULT_HEADER_PREFIX);
+        let c =
+            Config::from_toml_str(&format!("[headers]\nprefix = \"X-Auth-\"\n{ROUTE}")).unwrap();
+        assert_eq!(c.headers.prefix, "x-auth-");
+        for bad in ["", "x_iid_", "x iid", "x-iid:", "é-", &"x".repeat(33)] {
+            let err = error_of(&format!("[headers]\nprefix = {bad:?}\n{ROUTE}"));
+            assert!(err.contains("headers.prefix: "), "{bad:?}: {err}");
+        }
+        let c = Config::from_toml_str(&format!(
+            "[headers]\nprefix = {:?}\n{ROUTE}",
+            "x".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(c.headers.prefix.len(), 32);
     }
 }
