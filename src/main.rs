@@ -1,6 +1,7 @@
 //! Thin binary: cli -> config -> telemetry -> runtime -> run.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -40,15 +41,39 @@ fn run_gateway(cli: &Cli) -> ExitCode {
     telemetry::init(cfg.log.format, &cfg.log.level);
     let workers = cfg.server.workers;
     block_on(workers, async move {
-        let public = TcpListener::bind(cfg.server.listen).await?;
+        let public = bind("server.listen", cfg.server.listen).await?;
         let admin = match cfg.admin.listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(bind("admin.listen", addr).await?),
             None => None,
         };
-        app::run(cfg, app::Listeners { public, admin }, shutdown_signal())
-            .await
-            .map_err(std::io::Error::other)
+        app::run(cfg, app::Listeners { public, admin }, shutdown_signal()).await?;
+        Ok::<_, GatewayError>(())
     })
+}
+
+/// Why `run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum GatewayError {
+    /// A configured listener could not be bound; names the key so the operator knows which to fix.
+    #[error("{key} {addr}: {source}")]
+    Bind {
+        /// The config key holding the address.
+        key: &'static str,
+        /// The address as configured.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Startup or serving failed after the listeners were bound.
+    #[error(transparent)]
+    Start(#[from] app::StartError),
+}
+
+/// Binds the listener configured under `key`.
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { key, addr, source })
 }
 
 /// `check`: validates the config and prints its one-line summary.
