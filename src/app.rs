@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::admin;
-use crate::config::Config;
+use crate::config::{Config, ProviderConfig};
 use crate::dev::emulator::{self, Emulator, EmulatorConfig};
 use crate::idp;
 use crate::pipeline::{self, Gateway};
@@ -49,10 +49,12 @@ pub async fn start_embedded_idp(cfg: &mut Config) -> Result<Option<EmbeddedIdp>,
     if !cfg.idp.emulate {
         return Ok(None);
     }
+    // The emulator speaks IID; it checks the key the client will send.
+    let ProviderConfig::Iid(iid) = &cfg.idp.provider;
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let emulator = Emulator::new(EmulatorConfig {
-        api_key: cfg.idp.api_key.expose().to_owned(),
+        api_key: iid.api_key.expose().to_owned(),
         client_id: None,
         expires_in: EMBEDDED_SESSION_SECS,
         users: emulator::default_users(),

@@ -3,13 +3,11 @@
 //! operating system's trust store together with the bundled webpki roots, or
 //! only a configured CA bundle (`ca_file`).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 
@@ -93,49 +91,4 @@ pub fn ca_roots(certs: &[CertificateDer<'static>]) -> Result<RootCertStore, rust
         roots.add(cert.clone())?;
     }
     Ok(roots)
-}
-
-/// Reads a PEM CA bundle and checks that every certificate in it can be a
-/// trust anchor; the error is one line naming the file.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let shown = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown:?}: {e}"))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{shown:?} is not a PEM certificate bundle: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{shown:?} contains no CERTIFICATE block"));
-    }
-    for (i, cert) in certs.iter().enumerate() {
-        RootCertStore::empty()
-            .add(cert.clone())
-            .map_err(|e| format!("certificate {} in {shown:?} is unusable: {e}", i + 1))?;
-    }
-    Ok(certs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ca_file_errors_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("sessiongate-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let missing = dir.join("missing.pem");
-        assert!(read_ca_file(&missing).unwrap_err().contains("missing.pem"));
-        let empty = dir.join("empty.pem");
-        std::fs::write(&empty, "no pem here\n").unwrap();
-        assert!(read_ca_file(&empty)
-            .unwrap_err()
-            .contains("no CERTIFICATE block"));
-        let junk = dir.join("junk.pem");
-        std::fs::write(
-            &junk,
-            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        assert!(read_ca_file(&junk).unwrap_err().contains("junk.pem"));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }

@@ -1,10 +1,11 @@
 //! Thin binary: cli -> config -> telemetry -> runtime -> run.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sessiongate::cli::{Cli, Command};
+use sessiongate::cli::{Cli, Command, DemoArgs, EmulatorArgs, LoadtestArgs, UpstreamArgs};
 use sessiongate::config::{Config, LogFormat};
 use sessiongate::dev::{demo, echo, emulator, loadtest};
 use sessiongate::{app, telemetry};
@@ -19,130 +20,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None | Some(Command::Run) => run_gateway(&cli),
-        Some(Command::Check) => match Config::load(&cli.config_path()) {
-            Ok(cfg) => {
-                println!("{}", cfg.summary());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", cli.config_path().display());
-                ExitCode::FAILURE
-            }
-        },
-        Some(Command::Emulator {
-            listen,
-            ref users,
-            ref api_key,
-            expires_in,
-        }) => {
-            telemetry::init(LogFormat::Pretty, "info");
-            let users = match users {
-                Some(path) => match emulator::load_users(path) {
-                    Ok(u) => u,
-                    Err(e) => {
-                        eprintln!("{e}");
-                        return ExitCode::FAILURE;
-                    }
-                },
-                None => emulator::default_users(),
-            };
-            let cfg = emulator::EmulatorConfig {
-                api_key: api_key.clone(),
-                client_id: None,
-                expires_in,
-                users,
-            };
-            block_on(1, async move {
-                let listener = TcpListener::bind(listen).await?;
-                eprintln!(
-                    "IID emulator on http://{}{} (control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
-                    listener.local_addr()?,
-                    emulator::BASE_PATH
-                );
-                emulator::run(listener, emulator::Emulator::new(cfg), shutdown_signal()).await
-            })
-        }
-        Some(Command::Loadtest {
-            ref url,
-            ref cookies,
-            ref sessions,
-            once,
-            connections,
-            duration,
-            rate,
-            requests,
-            http2,
-            json,
-            quiet,
-            threads,
-        }) => {
-            let url = match url.parse() {
-                Ok(u) => u,
-                Err(e) => {
-                    eprintln!("--url: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let sessions = match sessions {
-                Some(path) => match std::fs::read_to_string(path) {
-                    Ok(text) => text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(String::from)
-                        .collect(),
-                    Err(e) => {
-                        eprintln!("--sessions {}: {e}", path.display());
-                        return ExitCode::FAILURE;
-                    }
-                },
-                None => Vec::new(),
-            };
-            let spec = loadtest::LoadSpec {
-                url,
-                cookies: cookies.clone(),
-                sessions,
-                once,
-                connections,
-                duration,
-                rate,
-                requests,
-                http2,
-                progress: !quiet,
-            };
-            block_on(threads, async move {
-                let report = loadtest::run(spec).await?;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).unwrap_or_default()
-                    );
-                } else {
-                    print!("{}", loadtest::render_table(&report));
-                }
-                Ok::<_, loadtest::LoadError>(())
-            })
-        }
-        Some(Command::Upstream {
-            listen,
-            threads,
-            plain,
-        }) => block_on(threads, async move {
-            let listener = TcpListener::bind(listen).await?;
-            eprintln!("echo upstream on http://{}", listener.local_addr()?);
-            if plain {
-                echo::run_plain(listener, shutdown_signal()).await
-            } else {
-                echo::run(listener, shutdown_signal()).await
-            }
-        }),
-        Some(Command::Demo { listen, self_test }) => {
-            telemetry::init(LogFormat::Pretty, "warn");
-            block_on(0, demo::run(listen, self_test))
-        }
+        Some(Command::Check) => check(&cli),
+        Some(Command::Emulator(args)) => run_emulator(args),
+        Some(Command::Loadtest(args)) => run_loadtest(args),
+        Some(Command::Upstream(args)) => run_upstream(args),
+        Some(Command::Demo(args)) => run_demo(args),
     }
 }
 
+/// `run`: the gateway on the configured listeners until SIGINT/SIGTERM.
 fn run_gateway(cli: &Cli) -> ExitCode {
     let path = cli.config_path();
     let cfg = match Config::load(&path) {
@@ -155,15 +41,153 @@ fn run_gateway(cli: &Cli) -> ExitCode {
     telemetry::init(cfg.log.format, &cfg.log.level);
     let workers = cfg.server.workers;
     block_on(workers, async move {
-        let public = TcpListener::bind(cfg.server.listen).await?;
+        let public = bind("server.listen", cfg.server.listen).await?;
         let admin = match cfg.admin.listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(bind("admin.listen", addr).await?),
             None => None,
         };
-        app::run(cfg, app::Listeners { public, admin }, shutdown_signal())
-            .await
-            .map_err(std::io::Error::other)
+        app::run(cfg, app::Listeners { public, admin }, shutdown_signal()).await?;
+        Ok::<_, GatewayError>(())
     })
+}
+
+/// Why `run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum GatewayError {
+    /// A configured listener could not be bound; names the key so the operator knows which to fix.
+    #[error("{key} {addr}: {source}")]
+    Bind {
+        /// The config key holding the address.
+        key: &'static str,
+        /// The address as configured.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Startup or serving failed after the listeners were bound.
+    #[error(transparent)]
+    Start(#[from] app::StartError),
+}
+
+/// Binds the listener configured under `key`.
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { key, addr, source })
+}
+
+/// `check`: validates the config and prints its one-line summary.
+fn check(cli: &Cli) -> ExitCode {
+    match Config::load(&cli.config_path()) {
+        Ok(cfg) => {
+            println!("{}", cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", cli.config_path().display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `emulator`: a standalone IID-compatible session server.
+fn run_emulator(args: EmulatorArgs) -> ExitCode {
+    telemetry::init(LogFormat::Pretty, "info");
+    let users = match &args.users {
+        Some(path) => match emulator::load_users(path) {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => emulator::default_users(),
+    };
+    let cfg = emulator::EmulatorConfig {
+        api_key: args.api_key,
+        client_id: None,
+        expires_in: args.expires_in,
+        users,
+    };
+    block_on(1, async move {
+        let listener = TcpListener::bind(args.listen).await?;
+        eprintln!(
+            "IID emulator on http://{}{} (control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
+            listener.local_addr()?,
+            emulator::BASE_PATH
+        );
+        emulator::run(listener, emulator::Emulator::new(cfg), shutdown_signal()).await
+    })
+}
+
+/// `loadtest`: drives load at a URL and prints the report.
+fn run_loadtest(args: LoadtestArgs) -> ExitCode {
+    let url = match args.url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("--url: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sessions = match &args.sessions {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+            Err(e) => {
+                eprintln!("--sessions {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Vec::new(),
+    };
+    let spec = loadtest::LoadSpec {
+        url,
+        cookies: args.cookies,
+        sessions,
+        once: args.once,
+        connections: args.connections,
+        duration: args.duration,
+        rate: args.rate,
+        requests: args.requests,
+        http2: args.http2,
+        progress: !args.quiet,
+    };
+    let json = args.json;
+    block_on(args.threads, async move {
+        let report = loadtest::run(spec).await?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        } else {
+            print!("{}", loadtest::render_table(&report));
+        }
+        Ok::<_, loadtest::LoadError>(())
+    })
+}
+
+/// `upstream`: the echo upstream, for benchmarks and trying routes out.
+fn run_upstream(args: UpstreamArgs) -> ExitCode {
+    block_on(args.threads, async move {
+        let listener = TcpListener::bind(args.listen).await?;
+        eprintln!("echo upstream on http://{}", listener.local_addr()?);
+        if args.plain {
+            echo::run_plain(listener, shutdown_signal()).await
+        } else {
+            echo::run(listener, shutdown_signal()).await
+        }
+    })
+}
+
+/// `demo`: gateway, emulator and echo upstream on loopback.
+fn run_demo(args: DemoArgs) -> ExitCode {
+    telemetry::init(LogFormat::Pretty, "warn");
+    block_on(0, demo::run(args.listen, args.self_test))
 }
 
 /// Builds the runtime (`workers` = 0: one per core) and runs `fut` to completion.

@@ -70,7 +70,7 @@ impl Gateway {
         let routes = RouteTable::new(&cfg.routes);
         let admin = Admin::with_routes(&routes.prefixes());
         Ok(Self {
-            plan: HeaderPlan::new("x-iid-", cfg.headers.include_pii, idp.carries())?,
+            plan: HeaderPlan::new(&cfg.headers.prefix, cfg.headers.include_pii, idp.carries())?,
             credentials: CredentialSource {
                 id_cookie: cfg.session.id_cookie.clone(),
                 token_cookie: cfg.session.token_cookie.clone(),

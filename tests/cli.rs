@@ -394,3 +394,49 @@ upstream = "http://{echo}"
         assert!(status.success(), "{status}:\n{}", log_text());
     }
 }
+
+/// `run` with `listen_key` set to an address another socket holds: the binary
+/// exits non-zero and says which key and which address.
+fn run_fails_to_bind(listen_key: &str) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    // The other listener gets port 0, so only the taken address can fail.
+    let (public, admin) = match listen_key {
+        "server.listen" => (addr.to_string(), "127.0.0.1:0".to_string()),
+        _ => ("127.0.0.1:0".to_string(), addr.to_string()),
+    };
+    let cfg = TempFile::new(
+        "bind",
+        "toml",
+        &format!(
+            "[server]\nlisten = \"{public}\"\n\n[idp]\nemulate = true\n\n[admin]\nlisten = \"{admin}\"\n\n\
+             [log]\nlevel = \"warn\"\n\n[[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n"
+        ),
+    );
+    let mut cmd = sessiongate();
+    cmd.arg("--config").arg(&cfg.0).arg("run");
+    let out = finish(cmd);
+    drop(taken);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let want = format!("error: {listen_key} {addr}: ");
+    assert!(
+        out.stderr.contains(&want),
+        "{want:?} missing in:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.to_lowercase().contains("address already in use"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn run_names_the_admin_listen_key_and_address_it_cannot_bind() {
+    run_fails_to_bind("admin.listen");
+}
+
+#[test]
+fn run_names_the_server_listen_key_and_address_it_cannot_bind() {
+    run_fails_to_bind("server.listen");
+}

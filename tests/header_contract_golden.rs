@@ -17,7 +17,9 @@ const SEED: &[u8] = include_bytes!("data/seed_fetch_response.json");
 
 /// (include_pii, [(name, value length, FNV-1a 64 of the value)]), recorded
 /// from the gateway before this refactor.
-const GOLDEN: [(bool, &[(&str, usize, &str)]); 2] = [
+type Pinned = &'static [(&'static str, usize, &'static str)];
+
+const GOLDEN: [(bool, Pinned); 2] = [
     (
         false,
         &[

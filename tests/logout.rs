@@ -13,7 +13,7 @@ mod support;
 use std::time::Duration;
 
 use sessiongate::auth::credential::Credential;
-use sessiongate::config::{IdpConfig, Provider, Secret};
+use sessiongate::config::{IdpConfig, IidConfig, ProviderConfig, Secret};
 use sessiongate::dev::emulator::{self, Fault};
 use sessiongate::idp::iid::IidClient;
 use sessiongate::idp::{SessionProvider, Verdict};
@@ -36,16 +36,18 @@ fn session_key(cookie: &str) -> Credential {
 
 /// Asks the harness' emulator directly (not through the gateway's cache).
 async fn idp_verdict(h: &Harness, key: &Credential) -> Verdict {
-    let client = IidClient::new(&IdpConfig {
-        provider: Provider::Iid,
-        base_url: format!("http://{}{}", h.idp, emulator::BASE_PATH),
+    let own = IidConfig {
         api_key: Secret::new(support::API_KEY),
         client_id: "TIBCO_CONSUMER".into(),
+    };
+    let cfg = IdpConfig {
+        base_url: format!("http://{}{}", h.idp, emulator::BASE_PATH),
         timeout: Duration::from_secs(10),
         emulate: false,
         ca: None,
-    })
-    .unwrap();
+        provider: ProviderConfig::Iid(own.clone()),
+    };
+    let client = IidClient::new(&cfg, &own).unwrap();
     client.fetch(key).await.unwrap()
 }
 

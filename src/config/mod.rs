@@ -1,25 +1,42 @@
 //! Configuration: a serde mirror of the TOML file (plus `SESSIONGATE_<SECTION>__<KEY>`
 //! environment overrides), validated into runtime types in one pass that
 //! collects every error and names its key, so an operator fixes them all at once.
+//!
+//! # Layout
+//! - `raw`: the serde mirror, defaults taken from the `DEFAULT_*` constants below.
+//! - `validate`: one function per section, all errors collected with their key paths.
+//! - here: the runtime types the rest of the crate sees, and loading.
+//!
+//! Only leaves of the crate are imported (`path`, `server::pem`), so any
+//! module may depend on the config without a cycle.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use http::uri::{Authority, Scheme};
-use http::Uri;
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize};
+
+mod raw;
+mod validate;
 
 /// Default public listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default admin listener (health, readiness, metrics); loopback so it is never public by accident.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Default `idp.provider`.
+pub const DEFAULT_IDP_PROVIDER: &str = IidConfig::PROVIDER;
+/// Default IdP base URL: where `sessiongate emulator` listens by default.
+pub const DEFAULT_IDP_BASE_URL: &str = "http://127.0.0.1:9001/middleware/api/external";
+/// Default `X-IID-CLIENT-ID` sent to IID.
+pub const DEFAULT_IID_CLIENT_ID: &str = "TIBCO_CONSUMER";
 /// Default IdP call timeout.
 pub const DEFAULT_IDP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default bound on cached sessions.
+pub const DEFAULT_CACHE_MAX_ENTRIES: u64 = 100_000;
 /// Default upper bound on how long a valid session is cached.
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(300);
 /// Default lifetime of a cached "invalid session" answer.
@@ -28,18 +45,38 @@ pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time to wait for the upstream's response head (then 504).
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default tokio worker threads: 0 means one per available core.
+pub const DEFAULT_WORKERS: usize = 0;
+/// Default for serving HTTP/2 beside HTTP/1.1.
+pub const DEFAULT_HTTP2: bool = true;
 /// Default limit on the request line plus headers (then 431).
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Default time a client has to send its request head.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a keep-alive connection may wait for its next request.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = crate::server::DEFAULT_IDLE_TIMEOUT;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default bound on open client connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = crate::server::DEFAULT_MAX_CONNECTIONS;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default drain time on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default interval at which `server.tls` files are checked for a new certificate.
 pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// Default cookie holding the child session id (IID's own name).
+pub const DEFAULT_ID_COOKIE: &str = "iid_session_id";
+/// Default cookie holding the session token (IID's own name).
+pub const DEFAULT_TOKEN_COOKIE: &str = "iid_session_token";
+/// Default path the gateway answers itself to log out.
+pub const DEFAULT_LOGOUT_PATH: &str = "/logout";
+/// Default prefix of the injected identity headers.
+pub const DEFAULT_HEADER_PREFIX: &str = "x-iid-";
+/// Default log output format.
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Pretty;
+/// Default tracing filter directive.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default for one access-log event per request.
+pub const DEFAULT_LOG_ACCESS: bool = true;
+/// Default `auth` of a route: a forgotten key must not make a route public.
+pub const DEFAULT_ROUTE_AUTH: Auth = Auth::Required;
 /// Path used when no file is given and `$SESSIONGATE_CONFIG` is unset.
 pub const DEFAULT_CONFIG_PATH: &str = "config/sessiongate.toml";
 
@@ -115,30 +152,49 @@ pub struct SessionConfig {
     pub logout_path: String,
 }
 
-/// Which session API the gateway talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    /// IID single sign-on child sessions (seeds 000/001).
-    Iid,
-}
-
-/// `[idp]`.
+/// `[idp]`: what every provider shares, and the chosen provider's own keys.
 #[derive(Debug, Clone)]
 pub struct IdpConfig {
-    /// Session API flavour.
-    pub provider: Provider,
-    /// Base URL the API paths are appended to.
+    /// Base URL the provider's API paths are appended to.
     pub base_url: String,
-    /// Sent as `X-IID-API-KEY`; redacted in Debug.
-    pub api_key: Secret,
-    /// Sent as `X-IID-CLIENT-ID`.
-    pub client_id: String,
     /// Bound on one IdP call, connect to last body byte.
     pub timeout: Duration,
     /// Run the emulator in-process and point the client at it.
     pub emulate: bool,
     /// Trust only this CA bundle for an `https://` IdP (a private PKI).
     pub ca: Option<CaBundle>,
+    /// Which session API, with the keys only it reads.
+    pub provider: ProviderConfig,
+}
+
+/// `[idp] provider = "..."`, with the keys only that provider reads.
+#[derive(Debug, Clone)]
+pub enum ProviderConfig {
+    /// IID child sessions (seeds 000/001).
+    Iid(IidConfig),
+}
+
+impl ProviderConfig {
+    /// The `provider` value, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderConfig::Iid(_) => IidConfig::PROVIDER,
+        }
+    }
+}
+
+/// IID's own keys.
+#[derive(Debug, Clone)]
+pub struct IidConfig {
+    /// Sent as `X-IID-API-KEY`; redacted in Debug.
+    pub api_key: Secret,
+    /// Sent as `X-IID-CLIENT-ID`.
+    pub client_id: String,
+}
+
+impl IidConfig {
+    /// The `idp.provider` value that selects IID.
+    pub const PROVIDER: &'static str = "iid";
 }
 
 /// `[cache]`.
@@ -197,10 +253,22 @@ impl fmt::Debug for CaBundle {
 }
 
 /// `[headers]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HeadersConfig {
     /// Put eid, passport, mobile and e-mail into `x-iid-user-context`.
     pub include_pii: bool,
+    /// Lowercase prefix of every injected identity header (and of the client
+    /// copies that are stripped), so upstreams that expect another name need no shim.
+    pub prefix: String,
+}
+
+impl Default for HeadersConfig {
+    fn default() -> Self {
+        Self {
+            include_pii: false,
+            prefix: DEFAULT_HEADER_PREFIX.into(),
+        }
+    }
 }
 
 /// Log output format.
@@ -210,6 +278,16 @@ pub enum LogFormat {
     Json,
     /// Human-readable.
     Pretty,
+}
+
+impl LogFormat {
+    /// The `log.format` value naming this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        }
+    }
 }
 
 /// `[log]`.
@@ -237,6 +315,16 @@ pub enum Auth {
     Public,
     /// A valid session (and the listed permissions/roles) is required.
     Required,
+}
+
+impl Auth {
+    /// The `auth` value naming this mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            Auth::Public => "public",
+            Auth::Required => "required",
+        }
+    }
 }
 
 /// Where a route forwards to: scheme and authority only.
@@ -333,7 +421,7 @@ impl Config {
     }
 
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let raw: RawConfig = figment
+        let raw: raw::RawConfig = figment
             .extract()
             .map_err(|e| ConfigError::Parse(render_figment_error(e)))?;
         raw.validate()
@@ -352,9 +440,7 @@ impl Config {
             self.routes.len(),
             required,
             self.routes.len() - required,
-            match self.idp.provider {
-                Provider::Iid => "iid",
-            },
+            self.idp.provider.name(),
             if self.idp.emulate {
                 "embedded emulator".to_string()
             } else {
@@ -380,672 +466,6 @@ fn render_figment_error(err: figment::Error) -> String {
         .join("; ")
 }
 
-/// Accepts strings, and numbers or booleans that environment overrides turn
-/// into typed values (e.g. an all-digit API key).
-fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Lenient {
-        S(String),
-        I(i64),
-        U(u64),
-        F(f64),
-        B(bool),
-    }
-    Ok(match Lenient::deserialize(d)? {
-        Lenient::S(s) => s,
-        Lenient::I(v) => v.to_string(),
-        Lenient::U(v) => v.to_string(),
-        Lenient::F(v) => v.to_string(),
-        Lenient::B(v) => v.to_string(),
-    })
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawConfig {
-    server: RawServer,
-    session: RawSession,
-    idp: RawIdp,
-    cache: RawCache,
-    upstream: RawUpstream,
-    headers: RawHeaders,
-    log: RawLog,
-    admin: RawAdmin,
-    routes: Vec<RawRoute>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawAdmin {
-    #[serde(deserialize_with = "lenient_string")]
-    listen: String,
-}
-
-impl Default for RawAdmin {
-    fn default() -> Self {
-        Self {
-            listen: DEFAULT_ADMIN_LISTEN.into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawServer {
-    #[serde(deserialize_with = "lenient_string")]
-    listen: String,
-    trusted_proxies: Vec<String>,
-    workers: usize,
-    max_header_bytes: usize,
-    #[serde(deserialize_with = "lenient_string")]
-    header_read_timeout: String,
-    #[serde(deserialize_with = "lenient_string")]
-    idle_timeout: String,
-    max_connections: usize,
-    #[serde(deserialize_with = "lenient_string")]
-    shutdown_grace: String,
-    http2: bool,
-    tls: Option<RawTls>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    cert_file: String,
-    key_file: String,
-    #[serde(
-        default = "default_reload_interval",
-        deserialize_with = "lenient_string"
-    )]
-    reload_interval: String,
-}
-
-fn default_reload_interval() -> String {
-    "5s".into()
-}
-
-impl Default for RawServer {
-    fn default() -> Self {
-        Self {
-            listen: DEFAULT_LISTEN.into(),
-            trusted_proxies: Vec::new(),
-            workers: 0,
-            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
-            header_read_timeout: "10s".into(),
-            idle_timeout: "60s".into(),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            shutdown_grace: "30s".into(),
-            http2: true,
-            tls: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawSession {
-    #[serde(deserialize_with = "lenient_string")]
-    id_cookie: String,
-    #[serde(deserialize_with = "lenient_string")]
-    token_cookie: String,
-    #[serde(deserialize_with = "lenient_string")]
-    login_url: String,
-    #[serde(deserialize_with = "lenient_string")]
-    logout_path: String,
-}
-
-impl Default for RawSession {
-    fn default() -> Self {
-        Self {
-            id_cookie: "iid_session_id".into(),
-            token_cookie: "iid_session_token".into(),
-            login_url: String::new(),
-            logout_path: "/logout".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawIdp {
-    #[serde(deserialize_with = "lenient_string")]
-    provider: String,
-    #[serde(deserialize_with = "lenient_string")]
-    base_url: String,
-    #[serde(deserialize_with = "lenient_string")]
-    api_key: String,
-    #[serde(deserialize_with = "lenient_string")]
-    client_id: String,
-    #[serde(deserialize_with = "lenient_string")]
-    timeout: String,
-    emulate: bool,
-    #[serde(deserialize_with = "lenient_string")]
-    ca_file: String,
-}
-
-impl Default for RawIdp {
-    fn default() -> Self {
-        Self {
-            provider: "iid".into(),
-            base_url: "http://127.0.0.1:9001/middleware/api/external".into(),
-            api_key: String::new(),
-            client_id: "TIBCO_CONSUMER".into(),
-            timeout: "2s".into(),
-            emulate: false,
-            ca_file: String::new(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawCache {
-    max_entries: u64,
-    #[serde(deserialize_with = "lenient_string")]
-    max_ttl: String,
-    #[serde(deserialize_with = "lenient_string")]
-    negative_ttl: String,
-}
-
-impl Default for RawCache {
-    fn default() -> Self {
-        Self {
-            max_entries: 100_000,
-            max_ttl: "5m".into(),
-            negative_ttl: "5s".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawUpstream {
-    #[serde(deserialize_with = "lenient_string")]
-    connect_timeout: String,
-    #[serde(deserialize_with = "lenient_string")]
-    timeout: String,
-}
-
-impl Default for RawUpstream {
-    fn default() -> Self {
-        Self {
-            connect_timeout: "5s".into(),
-            timeout: "60s".into(),
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawHeaders {
-    include_pii: bool,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLog {
-    #[serde(deserialize_with = "lenient_string")]
-    format: String,
-    #[serde(deserialize_with = "lenient_string")]
-    level: String,
-    access: bool,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        Self {
-            format: "pretty".into(),
-            level: "info".into(),
-            access: true,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    prefix: String,
-    upstream: String,
-    #[serde(default = "default_auth")]
-    auth: String,
-    #[serde(default)]
-    permissions: Vec<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    ca_file: Option<String>,
-    #[serde(default)]
-    http2: bool,
-    #[serde(default)]
-    max_body_bytes: Option<u64>,
-}
-
-fn default_auth() -> String {
-    "required".into()
-}
-
-/// Collects validation errors, each prefixed with its key path.
-#[derive(Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn push(&mut self, key: &str, msg: impl fmt::Display) {
-        self.0.push(format!("{key}: {msg}"));
-    }
-
-    fn duration(&mut self, key: &str, text: &str) -> Duration {
-        match humantime::parse_duration(text.trim()) {
-            Ok(d) => d,
-            Err(e) => {
-                self.push(key, format_args!("{e} (e.g. \"2s\", \"500ms\", \"5m\")"));
-                Duration::ZERO
-            }
-        }
-    }
-
-    fn positive_duration(&mut self, key: &str, text: &str) -> Duration {
-        let d = self.duration(key, text);
-        if d.is_zero() && humantime::parse_duration(text.trim()).is_ok() {
-            self.push(key, "must be greater than zero");
-        }
-        d
-    }
-}
-
-impl RawTls {
-    /// Both files must exist and parse now, so a bad path fails at startup
-    /// (and in `sessiongate check`), not at the first handshake.
-    fn validate(self, p: &mut Problems) -> TlsConfig {
-        let cfg = TlsConfig {
-            cert_file: PathBuf::from(self.cert_file),
-            key_file: PathBuf::from(self.key_file),
-            reload_interval: p
-                .positive_duration("server.tls.reload_interval", &self.reload_interval),
-        };
-        let certs = crate::server::pem::read_certs(&cfg.cert_file);
-        let key = crate::server::pem::read_key(&cfg.key_file);
-        let pair = match (certs, key) {
-            (Ok(certs), Ok(key)) => {
-                crate::server::pem::certified_key(certs, key, &cfg.cert_file, &cfg.key_file)
-                    .map(drop)
-            }
-            (certs, key) => {
-                // Report both files when both are bad.
-                if let Err(e) = certs {
-                    p.push(&format!("server.tls.{}", e.file.key()), &e.message);
-                }
-                key.map(drop)
-            }
-        };
-        if let Err(e) = pair {
-            p.push(&format!("server.tls.{}", e.file.key()), &e.message);
-        }
-        cfg
-    }
-}
-
-impl RawConfig {
-    fn validate(self) -> Result<Config, ConfigError> {
-        let mut p = Problems::default();
-
-        let listen = self.server.listen.parse().unwrap_or_else(|e| {
-            p.push(
-                "server.listen",
-                format_args!("{e} (want host:port, e.g. \"0.0.0.0:8080\")"),
-            );
-            SocketAddr::from(([127, 0, 0, 1], 8080))
-        });
-        let trusted_proxies = self
-            .server
-            .trusted_proxies
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match parse_net(s) {
-                Some(net) => Some(net),
-                None => {
-                    p.push(
-                        &format!("server.trusted_proxies[{i}]"),
-                        format_args!("{s:?} is not an IP address or CIDR"),
-                    );
-                    None
-                }
-            })
-            .collect();
-        if self.server.max_header_bytes < 1024 {
-            p.push("server.max_header_bytes", "must be at least 1024");
-        }
-        if self.server.max_connections == 0 {
-            p.push("server.max_connections", "must be greater than zero");
-        }
-        let server = ServerConfig {
-            listen,
-            trusted_proxies,
-            workers: self.server.workers,
-            max_header_bytes: self.server.max_header_bytes,
-            header_read_timeout: p.positive_duration(
-                "server.header_read_timeout",
-                &self.server.header_read_timeout,
-            ),
-            idle_timeout: p.positive_duration("server.idle_timeout", &self.server.idle_timeout),
-            max_connections: self.server.max_connections,
-            shutdown_grace: p.duration("server.shutdown_grace", &self.server.shutdown_grace),
-            http2: self.server.http2,
-            tls: self.server.tls.map(|t| t.validate(&mut p)),
-        };
-
-        for (key, name) in [
-            ("session.id_cookie", &self.session.id_cookie),
-            ("session.token_cookie", &self.session.token_cookie),
-        ] {
-            let optional = key == "session.token_cookie";
-            if name.is_empty() && !optional {
-                p.push(key, "must not be empty");
-            } else if !name.bytes().all(is_cookie_name_byte) {
-                p.push(key, format_args!("{name:?} is not a valid cookie name"));
-            }
-        }
-        if !self.session.login_url.is_empty() {
-            let ok = self.session.login_url.starts_with('/')
-                && !self.session.login_url.starts_with("//")
-                || self
-                    .session
-                    .login_url
-                    .parse::<Uri>()
-                    .map(|u| {
-                        matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
-                    })
-                    .unwrap_or(false);
-            if !ok {
-                p.push(
-                    "session.login_url",
-                    "must be an absolute http(s) URL or a path starting with '/'",
-                );
-            }
-        }
-        if !self.session.logout_path.starts_with('/') {
-            p.push("session.logout_path", "must start with '/'");
-        }
-        let session = SessionConfig {
-            id_cookie: self.session.id_cookie,
-            token_cookie: self.session.token_cookie,
-            login_url: (!self.session.login_url.is_empty()).then_some(self.session.login_url),
-            logout_path: self.session.logout_path,
-        };
-
-        let provider = match self.idp.provider.as_str() {
-            "iid" => Provider::Iid,
-            other => {
-                p.push(
-                    "idp.provider",
-                    format_args!("unknown provider {other:?} (supported: \"iid\")"),
-                );
-                Provider::Iid
-            }
-        };
-        let base_url = self.idp.base_url.trim_end_matches('/').to_string();
-        if !self.idp.emulate {
-            match base_url.parse::<Uri>() {
-                Ok(u)
-                    if matches!(u.scheme_str(), Some("http" | "https"))
-                        && u.authority().is_some() => {}
-                _ => p.push(
-                    "idp.base_url",
-                    format_args!("{base_url:?} is not an absolute http(s) URL"),
-                ),
-            }
-        }
-        if http::HeaderValue::from_str(&self.idp.api_key).is_err() {
-            p.push("idp.api_key", "contains characters not allowed in a header");
-        }
-        if http::HeaderValue::from_str(&self.idp.client_id).is_err() {
-            p.push(
-                "idp.client_id",
-                "contains characters not allowed in a header",
-            );
-        }
-        let idp = IdpConfig {
-            provider,
-            base_url,
-            api_key: Secret(self.idp.api_key),
-            client_id: self.idp.client_id,
-            timeout: p.positive_duration("idp.timeout", &self.idp.timeout),
-            emulate: self.idp.emulate,
-            ca: match self.idp.ca_file.trim() {
-                "" => None,
-                path => match crate::connector::read_ca_file(std::path::Path::new(path)) {
-                    Ok(certs) => Some(CaBundle {
-                        path: PathBuf::from(path),
-                        certs: certs.into(),
-                    }),
-                    Err(msg) => {
-                        p.push("idp.ca_file", msg);
-                        None
-                    }
-                },
-            },
-        };
-
-        if self.cache.max_entries == 0 {
-            p.push("cache.max_entries", "must be greater than zero");
-        }
-        let cache = CacheConfig {
-            max_entries: self.cache.max_entries,
-            max_ttl: p.duration("cache.max_ttl", &self.cache.max_ttl),
-            negative_ttl: p.duration("cache.negative_ttl", &self.cache.negative_ttl),
-        };
-
-        let mut upstream = UpstreamConfig {
-            connect_timeout: p
-                .positive_duration("upstream.connect_timeout", &self.upstream.connect_timeout),
-            timeout: p.positive_duration("upstream.timeout", &self.upstream.timeout),
-            clients: Vec::new(),
-        };
-
-        let log = LogConfig {
-            format: match self.log.format.as_str() {
-                "json" => LogFormat::Json,
-                "pretty" => LogFormat::Pretty,
-                other => {
-                    p.push(
-                        "log.format",
-                        format_args!("{other:?} is not \"json\" or \"pretty\""),
-                    );
-                    LogFormat::Pretty
-                }
-            },
-            level: self.log.level,
-            access: self.log.access,
-        };
-
-        let admin = AdminConfig {
-            listen: if self.admin.listen.trim().is_empty() {
-                None
-            } else {
-                match self.admin.listen.parse::<SocketAddr>() {
-                    Ok(a) if a == listen => {
-                        p.push("admin.listen", "must differ from server.listen: metrics and probes are never on the public listener");
-                        None
-                    }
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        p.push(
-                            "admin.listen",
-                            format_args!("{e} (want host:port, or \"\" to disable)"),
-                        );
-                        None
-                    }
-                }
-            },
-        };
-
-        if self.routes.is_empty() {
-            p.push("routes", "at least one [[routes]] entry is required");
-        }
-        let mut routes: Vec<RouteConfig> = Vec::with_capacity(self.routes.len());
-        let clients = &mut upstream.clients;
-        for (i, r) in self.routes.into_iter().enumerate() {
-            let key = format!("routes[{i}]");
-            if !r.prefix.starts_with('/') {
-                p.push(&format!("{key}.prefix"), "must start with '/'");
-            } else if crate::path::normalize_path(&r.prefix)
-                .map(|n| n != r.prefix.as_str())
-                .unwrap_or(true)
-            {
-                p.push(
-                    &format!("{key}.prefix"),
-                    format_args!(
-                        "{:?} is not a normalized path (no '//', '.', '..', ';', '%2F')",
-                        r.prefix
-                    ),
-                );
-            }
-            let canonical = crate::path::canonical_prefix(&r.prefix);
-            if routes
-                .iter()
-                .any(|o| crate::path::canonical_prefix(&o.prefix) == canonical)
-            {
-                p.push(
-                    &format!("{key}.prefix"),
-                    format_args!("{:?} is listed twice", r.prefix),
-                );
-            }
-            if canonical == crate::path::canonical_prefix(&session.logout_path) {
-                p.push(
-                    &format!("{key}.prefix"),
-                    "equals session.logout_path, which the gateway answers itself",
-                );
-            }
-            let upstream = parse_upstream(&r.upstream).unwrap_or_else(|msg| {
-                p.push(&format!("{key}.upstream"), msg);
-                Upstream {
-                    scheme: Scheme::HTTP,
-                    authority: Authority::from_static("invalid"),
-                }
-            });
-            let auth = match r.auth.as_str() {
-                "public" => Auth::Public,
-                "required" => Auth::Required,
-                other => {
-                    p.push(
-                        &format!("{key}.auth"),
-                        format_args!("{other:?} is not \"public\" or \"required\""),
-                    );
-                    Auth::Required
-                }
-            };
-            if auth == Auth::Public && (!r.permissions.is_empty() || !r.roles.is_empty()) {
-                p.push(&key, "a public route cannot require permissions or roles");
-            }
-            for (field, list) in [("permissions", &r.permissions), ("roles", &r.roles)] {
-                if list.iter().any(|v| v.is_empty() || v.contains(',')) {
-                    p.push(
-                        &format!("{key}.{field}"),
-                        "entries must be non-empty and contain no ','",
-                    );
-                }
-            }
-            let ca_file = r.ca_file.filter(|f| !f.is_empty()).map(PathBuf::from);
-            let client = upstream_client(clients, &mut p, &key, &ca_file, r.http2);
-            if ca_file.is_some() && upstream.scheme != Scheme::HTTPS {
-                p.push(
-                    &format!("{key}.ca_file"),
-                    "applies to https:// upstreams only",
-                );
-            }
-            routes.push(RouteConfig {
-                prefix: r.prefix,
-                upstream,
-                auth,
-                permissions: r.permissions,
-                roles: r.roles,
-                ca_file,
-                http2: r.http2,
-                client,
-                max_body_bytes: r.max_body_bytes,
-            });
-        }
-
-        if !p.0.is_empty() {
-            return Err(ConfigError::Invalid(p.0));
-        }
-        Ok(Config {
-            server,
-            session,
-            idp,
-            cache,
-            upstream,
-            headers: HeadersConfig {
-                include_pii: self.headers.include_pii,
-            },
-            log,
-            admin,
-            routes,
-        })
-    }
-}
-
-/// The index of the client for `(ca_file, http2)`, added on first use; the
-/// CA file is read and checked once, here, so a bad one names its route.
-fn upstream_client(
-    clients: &mut Vec<UpstreamClientConfig>,
-    p: &mut Problems,
-    key: &str,
-    ca_file: &Option<PathBuf>,
-    http2: bool,
-) -> usize {
-    let same = |c: &UpstreamClientConfig| {
-        c.http2 == http2 && c.ca.as_ref().map(|b| &b.path) == ca_file.as_ref()
-    };
-    if let Some(i) = clients.iter().position(same) {
-        return i;
-    }
-    let ca = match ca_file {
-        None => None,
-        Some(path) => match crate::connector::read_ca_file(path) {
-            Ok(certs) => Some(CaBundle {
-                path: path.clone(),
-                certs: certs.into(),
-            }),
-            Err(msg) => {
-                p.push(&format!("{key}.ca_file"), msg);
-                return 0;
-            }
-        },
-    };
-    clients.push(UpstreamClientConfig { ca, http2 });
-    clients.len() - 1
-}
-
-fn is_cookie_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn parse_net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
-}
-
-fn parse_upstream(s: &str) -> Result<Upstream, String> {
-    let uri: Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
-    let scheme = match uri.scheme_str() {
-        Some("http") => Scheme::HTTP,
-        Some("https") => Scheme::HTTPS,
-        _ => return Err(format!("{s:?} must start with http:// or https://")),
-    };
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| format!("{s:?} has no host"))?;
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(format!(
-            "{s:?} must be scheme://host[:port] only; the request path is forwarded as is"
-        ));
-    }
-    Ok(Upstream { scheme, authority })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1056,6 +476,11 @@ mod tests {
         upstream = "http://127.0.0.1:3000"
     "#;
 
+    fn iid(c: &Config) -> &IidConfig {
+        let ProviderConfig::Iid(iid) = &c.idp.provider;
+        iid
+    }
+
     #[test]
     fn defaults_match_the_documented_values() {
         let c = Config::from_toml_str(MINIMAL).unwrap();
@@ -1064,7 +489,7 @@ mod tests {
         assert_eq!(c.session.token_cookie, "iid_session_token");
         assert_eq!(c.session.logout_path, "/logout");
         assert!(c.session.login_url.is_none());
-        assert_eq!(c.idp.client_id, "TIBCO_CONSUMER");
+        assert_eq!(iid(&c).client_id, "TIBCO_CONSUMER");
         assert_eq!(c.idp.timeout, DEFAULT_IDP_TIMEOUT);
         assert_eq!(c.cache.max_entries, 100_000);
         assert_eq!(c.cache.max_ttl, DEFAULT_MAX_TTL);
@@ -1176,7 +601,7 @@ mod tests {
             jail.set_env("SESSIONGATE_CACHE__MAX_TTL", "90s");
             jail.set_env("SESSIONGATE_CONFIG", "gw.toml");
             let c = Config::load(Path::new("gw.toml")).map_err(|e| e.to_string())?;
-            assert_eq!(c.idp.api_key.expose(), "12345");
+            assert_eq!(iid(&c).api_key.expose(), "12345");
             assert_eq!(c.cache.max_ttl, Duration::from_secs(90));
             Ok(())
         });

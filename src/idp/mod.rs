@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
-use crate::config::{IdpConfig, Provider};
+use crate::config::{IdpConfig, ProviderConfig};
 
 pub mod iid;
 
@@ -25,8 +25,8 @@ pub enum BuildError {
 
 /// The provider `[idp] provider` names, ready to be called.
 pub fn build(cfg: &IdpConfig) -> Result<Arc<dyn SessionProvider>, BuildError> {
-    Ok(match cfg.provider {
-        Provider::Iid => Arc::new(iid::IidClient::new(cfg)?),
+    Ok(match &cfg.provider {
+        ProviderConfig::Iid(own) => Arc::new(iid::IidClient::new(cfg, own)?),
     })
 }
 

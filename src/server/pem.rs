@@ -1,6 +1,6 @@
-//! PEM certificate and key files, a leaf: the config checks them at load
-//! time and the TLS listener loads them, through the same functions, so both
-//! report a bad file the same way.
+//! PEM certificate, key and CA bundle files, a leaf: the config checks them
+//! at load time and the TLS listener and connectors load them, through the
+//! same functions, so both report a bad file the same way.
 
 use std::fmt;
 use std::path::Path;
@@ -11,14 +11,17 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ParsedCertificate;
 use rustls::sign::{CertifiedKey, SigningKey};
+use rustls::RootCertStore;
 
-/// Which of the two PEM files a problem is in.
+/// Which PEM file a problem is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PemFile {
     /// `cert_file`: the certificate chain.
     Cert,
     /// `key_file`: the private key.
     Key,
+    /// `ca_file`: a bundle of trust anchors.
+    Ca,
 }
 
 impl PemFile {
@@ -27,6 +30,7 @@ impl PemFile {
         match self {
             PemFile::Cert => "cert_file",
             PemFile::Key => "key_file",
+            PemFile::Ca => "ca_file",
         }
     }
 }
@@ -72,6 +76,32 @@ pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<Certified
     let certs = read_certs(cert_file)?;
     let key = read_key(key_file)?;
     certified_key(certs, key, cert_file, key_file)
+}
+
+/// Reads a PEM CA bundle and checks that every certificate in it can be a
+/// trust anchor; the message is one line naming the file.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
+    let shown = path.display();
+    let bad = |message: String| LoadError {
+        file: PemFile::Ca,
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read {shown:?}: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("{shown:?} is not a PEM certificate bundle: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad(format!("{shown:?} contains no CERTIFICATE block")));
+    }
+    for (i, cert) in certs.iter().enumerate() {
+        RootCertStore::empty().add(cert.clone()).map_err(|e| {
+            bad(format!(
+                "certificate {} in {shown:?} is unusable: {e}",
+                i + 1
+            ))
+        })?;
+    }
+    Ok(certs)
 }
 
 fn read(file: PemFile, path: &Path) -> Result<Vec<u8>, LoadError> {
@@ -126,5 +156,38 @@ pub fn certified_key(
             ),
         )),
         Err(e) => Err(LoadError::new(PemFile::Cert, cert_file, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_file_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("sessiongate-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        assert!(read_ca_file(&missing)
+            .unwrap_err()
+            .message
+            .contains("missing.pem"));
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no pem here\n").unwrap();
+        assert!(read_ca_file(&empty)
+            .unwrap_err()
+            .message
+            .contains("no CERTIFICATE block"));
+        let junk = dir.join("junk.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(read_ca_file(&junk)
+            .unwrap_err()
+            .message
+            .contains("junk.pem"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,7 +24,7 @@ use super::{BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
-use crate::config::IdpConfig;
+use crate::config::{IdpConfig, IidConfig};
 use crate::connector::{self, Connector};
 
 /// Largest IdP answer read; a bigger one is a bad answer, not a memory problem.
@@ -55,14 +55,15 @@ pub enum BuildError {
 }
 
 impl IidClient {
-    /// Builds a client for `cfg` (its `base_url` must already point at the IdP or emulator).
-    pub fn new(cfg: &IdpConfig) -> Result<Self, BuildError> {
+    /// Builds a client for `cfg` and IID's own keys (`base_url` must already
+    /// point at the IdP or emulator).
+    pub fn new(cfg: &IdpConfig, iid: &IidConfig) -> Result<Self, BuildError> {
         let uri = |path: &str| -> Result<Uri, BuildError> {
             format!("{}{}", cfg.base_url.trim_end_matches('/'), path)
                 .parse()
                 .map_err(|e| BuildError::Url(format!("{e}")))
         };
-        let mut api_key = HeaderValue::from_str(cfg.api_key.expose())
+        let mut api_key = HeaderValue::from_str(iid.api_key.expose())
             .map_err(|_| BuildError::Header("api_key"))?;
         // Keeps the key out of any header dump hyper or a debug hook might print.
         api_key.set_sensitive(true);
@@ -79,7 +80,7 @@ impl IidClient {
             fetch_uri: uri(wire::PATH_FETCH)?,
             logout_uri: uri(wire::PATH_LOGOUT)?,
             api_key,
-            client_id: HeaderValue::from_str(&cfg.client_id)
+            client_id: HeaderValue::from_str(&iid.client_id)
                 .map_err(|_| BuildError::Header("client_id"))?,
             timeout: cfg.timeout,
         })

@@ -1,0 +1,298 @@
+//! The serde mirror of the TOML file: every key as written, defaults filled
+//! in from the `DEFAULT_*` constants, unknown keys rejected by name. Nothing
+//! here is checked; `validate` turns it into the runtime types.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::{
+    DEFAULT_ADMIN_LISTEN, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_HEADER_PREFIX,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2, DEFAULT_IDLE_TIMEOUT, DEFAULT_IDP_BASE_URL,
+    DEFAULT_IDP_PROVIDER, DEFAULT_IDP_TIMEOUT, DEFAULT_ID_COOKIE, DEFAULT_LISTEN,
+    DEFAULT_LOGOUT_PATH, DEFAULT_LOG_ACCESS, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_TTL,
+    DEFAULT_ROUTE_AUTH, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TLS_RELOAD_INTERVAL, DEFAULT_TOKEN_COOKIE,
+    DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WORKERS,
+};
+
+/// A duration default as the text an operator would write (`"5m"`), so the
+/// default goes through the same parser as a configured value.
+fn duration_text(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// `lenient_string` for a key whose absence matters; only reached when the key is present.
+fn lenient_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    lenient_string(d).map(Some)
+}
+
+/// Accepts strings, and numbers or booleans that environment overrides turn
+/// into typed values (e.g. an all-digit API key).
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match Lenient::deserialize(d)? {
+        Lenient::S(s) => s,
+        Lenient::I(v) => v.to_string(),
+        Lenient::U(v) => v.to_string(),
+        Lenient::F(v) => v.to_string(),
+        Lenient::B(v) => v.to_string(),
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawConfig {
+    pub(super) server: RawServer,
+    pub(super) session: RawSession,
+    pub(super) idp: RawIdp,
+    pub(super) cache: RawCache,
+    pub(super) upstream: RawUpstream,
+    pub(super) headers: RawHeaders,
+    pub(super) log: RawLog,
+    pub(super) admin: RawAdmin,
+    pub(super) routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawServer {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) listen: String,
+    pub(super) trusted_proxies: Vec<String>,
+    pub(super) workers: usize,
+    pub(super) max_header_bytes: usize,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) header_read_timeout: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) idle_timeout: String,
+    pub(super) max_connections: usize,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) shutdown_grace: String,
+    pub(super) http2: bool,
+    pub(super) tls: Option<RawTls>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.into(),
+            trusted_proxies: Vec::new(),
+            workers: DEFAULT_WORKERS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            header_read_timeout: duration_text(DEFAULT_HEADER_READ_TIMEOUT),
+            idle_timeout: duration_text(DEFAULT_IDLE_TIMEOUT),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: duration_text(DEFAULT_SHUTDOWN_GRACE),
+            http2: DEFAULT_HTTP2,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert_file: String,
+    pub(super) key_file: String,
+    #[serde(
+        default = "default_reload_interval",
+        deserialize_with = "lenient_string"
+    )]
+    pub(super) reload_interval: String,
+}
+
+fn default_reload_interval() -> String {
+    duration_text(DEFAULT_TLS_RELOAD_INTERVAL)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSession {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) id_cookie: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) token_cookie: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) login_url: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) logout_path: String,
+}
+
+impl Default for RawSession {
+    fn default() -> Self {
+        Self {
+            id_cookie: DEFAULT_ID_COOKIE.into(),
+            token_cookie: DEFAULT_TOKEN_COOKIE.into(),
+            login_url: String::new(),
+            logout_path: DEFAULT_LOGOUT_PATH.into(),
+        }
+    }
+}
+
+/// Flat like the file: the shared keys, then every provider's own keys as
+/// `Option`, so `validate` can tell "not set" from "set for the wrong provider".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawIdp {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) provider: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) base_url: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) timeout: String,
+    pub(super) emulate: bool,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) ca_file: String,
+    // Provider-specific keys.
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) api_key: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) client_id: Option<String>,
+}
+
+impl RawIdp {
+    /// Every provider-specific key, and whether the file (or environment) set it.
+    pub(super) fn provider_keys(&self) -> [(&'static str, bool); 2] {
+        [
+            ("api_key", self.api_key.is_some()),
+            ("client_id", self.client_id.is_some()),
+        ]
+    }
+}
+
+impl Default for RawIdp {
+    fn default() -> Self {
+        Self {
+            provider: DEFAULT_IDP_PROVIDER.into(),
+            base_url: DEFAULT_IDP_BASE_URL.into(),
+            timeout: duration_text(DEFAULT_IDP_TIMEOUT),
+            emulate: false,
+            ca_file: String::new(),
+            // Provider defaults are applied by `validate`, once the provider is known.
+            api_key: None,
+            client_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawCache {
+    pub(super) max_entries: u64,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) max_ttl: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) negative_ttl: String,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            max_entries: DEFAULT_CACHE_MAX_ENTRIES,
+            max_ttl: duration_text(DEFAULT_MAX_TTL),
+            negative_ttl: duration_text(DEFAULT_NEGATIVE_TTL),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawUpstream {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) connect_timeout: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) timeout: String,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            connect_timeout: duration_text(DEFAULT_UPSTREAM_CONNECT_TIMEOUT),
+            timeout: duration_text(DEFAULT_UPSTREAM_TIMEOUT),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawHeaders {
+    pub(super) include_pii: bool,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) prefix: String,
+}
+
+impl Default for RawHeaders {
+    fn default() -> Self {
+        Self {
+            include_pii: false,
+            prefix: DEFAULT_HEADER_PREFIX.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLog {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) format: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) level: String,
+    pub(super) access: bool,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: DEFAULT_LOG_FORMAT.name().into(),
+            level: DEFAULT_LOG_LEVEL.into(),
+            access: DEFAULT_LOG_ACCESS,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawAdmin {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_ADMIN_LISTEN.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) prefix: String,
+    pub(super) upstream: String,
+    #[serde(default = "default_auth")]
+    pub(super) auth: String,
+    #[serde(default)]
+    pub(super) permissions: Vec<String>,
+    #[serde(default)]
+    pub(super) roles: Vec<String>,
+    #[serde(default)]
+    pub(super) ca_file: Option<String>,
+    #[serde(default)]
+    pub(super) http2: bool,
+    #[serde(default)]
+    pub(super) max_body_bytes: Option<u64>,
+}
+
+fn default_auth() -> String {
+    DEFAULT_ROUTE_AUTH.name().into()
+}

@@ -1,0 +1,621 @@
+//! `RawConfig` -> `Config`: one function per section, all writing into one
+//! `Problems`, so every mistake in a file is reported at once with its key
+//! path. A section with problems still returns a placeholder value, so the
+//! sections after it are checked too; `Config` is only built when there are
+//! none.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::Uri;
+use ipnet::IpNet;
+
+use super::raw::{
+    RawAdmin, RawCache, RawConfig, RawHeaders, RawIdp, RawLog, RawRoute, RawServer, RawSession,
+    RawTls, RawUpstream,
+};
+use super::{
+    AdminConfig, Auth, CaBundle, CacheConfig, Config, ConfigError, HeadersConfig, IdpConfig,
+    IidConfig, LogConfig, LogFormat, ProviderConfig, RouteConfig, Secret, ServerConfig,
+    SessionConfig, TlsConfig, Upstream, UpstreamClientConfig, UpstreamConfig,
+    DEFAULT_IID_CLIENT_ID,
+};
+use crate::server::pem;
+
+/// Collects validation errors, each prefixed with its key path.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, key: &str, msg: impl fmt::Display) {
+        self.0.push(format!("{key}: {msg}"));
+    }
+
+    fn duration(&mut self, key: &str, text: &str) -> Duration {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.push(key, format_args!("{e} (e.g. \"2s\", \"500ms\", \"5m\")"));
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn positive_duration(&mut self, key: &str, text: &str) -> Duration {
+        let d = self.duration(key, text);
+        if d.is_zero() && humantime::parse_duration(text.trim()).is_ok() {
+            self.push(key, "must be greater than zero");
+        }
+        d
+    }
+}
+
+impl RawConfig {
+    /// Checks every section, then builds the runtime config only if none had a problem.
+    pub(super) fn validate(self) -> Result<Config, ConfigError> {
+        let mut p = Problems::default();
+        let server = server(self.server, &mut p);
+        let session = session(self.session, &mut p);
+        let idp = idp(self.idp, &mut p);
+        let cache = cache(self.cache, &mut p);
+        let mut upstream = upstream(self.upstream, &mut p);
+        let headers = headers(self.headers, &mut p);
+        let log = log(self.log, &mut p);
+        let admin = admin(self.admin, server.listen, &mut p);
+        let routes = routes(self.routes, &session, &mut upstream.clients, &mut p);
+        if !p.0.is_empty() {
+            return Err(ConfigError::Invalid(p.0));
+        }
+        Ok(Config {
+            server,
+            session,
+            idp,
+            cache,
+            upstream,
+            headers,
+            log,
+            admin,
+            routes,
+        })
+    }
+}
+
+fn server(raw: RawServer, p: &mut Problems) -> ServerConfig {
+    let listen = raw.listen.parse().unwrap_or_else(|e| {
+        p.push(
+            "server.listen",
+            format_args!("{e} (want host:port, e.g. \"0.0.0.0:8080\")"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match parse_net(s) {
+            Some(net) => Some(net),
+            None => {
+                p.push(
+                    &format!("server.trusted_proxies[{i}]"),
+                    format_args!("{s:?} is not an IP address or CIDR"),
+                );
+                None
+            }
+        })
+        .collect();
+    if raw.max_header_bytes < 1024 {
+        p.push("server.max_header_bytes", "must be at least 1024");
+    }
+    if raw.max_connections == 0 {
+        p.push("server.max_connections", "must be greater than zero");
+    }
+    ServerConfig {
+        listen,
+        trusted_proxies,
+        workers: raw.workers,
+        max_header_bytes: raw.max_header_bytes,
+        header_read_timeout: p
+            .positive_duration("server.header_read_timeout", &raw.header_read_timeout),
+        idle_timeout: p.positive_duration("server.idle_timeout", &raw.idle_timeout),
+        max_connections: raw.max_connections,
+        shutdown_grace: p.duration("server.shutdown_grace", &raw.shutdown_grace),
+        http2: raw.http2,
+        tls: raw.tls.map(|t| tls(t, p)),
+    }
+}
+
+/// Both files must exist and parse now, so a bad path fails at startup
+/// (and in `sessiongate check`), not at the first handshake.
+fn tls(raw: RawTls, p: &mut Problems) -> TlsConfig {
+    let cfg = TlsConfig {
+        cert_file: PathBuf::from(raw.cert_file),
+        key_file: PathBuf::from(raw.key_file),
+        reload_interval: p.positive_duration("server.tls.reload_interval", &raw.reload_interval),
+    };
+    let certs = pem::read_certs(&cfg.cert_file);
+    let key = pem::read_key(&cfg.key_file);
+    let pair = match (certs, key) {
+        (Ok(certs), Ok(key)) => {
+            pem::certified_key(certs, key, &cfg.cert_file, &cfg.key_file).map(drop)
+        }
+        (certs, key) => {
+            // Report both files when both are bad.
+            if let Err(e) = certs {
+                p.push(&format!("server.tls.{}", e.file.key()), &e.message);
+            }
+            key.map(drop)
+        }
+    };
+    if let Err(e) = pair {
+        p.push(&format!("server.tls.{}", e.file.key()), &e.message);
+    }
+    cfg
+}
+
+fn session(raw: RawSession, p: &mut Problems) -> SessionConfig {
+    for (key, name) in [
+        ("session.id_cookie", &raw.id_cookie),
+        ("session.token_cookie", &raw.token_cookie),
+    ] {
+        let optional = key == "session.token_cookie";
+        if name.is_empty() && !optional {
+            p.push(key, "must not be empty");
+        } else if !name.bytes().all(is_cookie_name_byte) {
+            p.push(key, format_args!("{name:?} is not a valid cookie name"));
+        }
+    }
+    if !raw.login_url.is_empty() {
+        let ok = raw.login_url.starts_with('/') && !raw.login_url.starts_with("//")
+            || raw
+                .login_url
+                .parse::<Uri>()
+                .map(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+                })
+                .unwrap_or(false);
+        if !ok {
+            p.push(
+                "session.login_url",
+                "must be an absolute http(s) URL or a path starting with '/'",
+            );
+        }
+    }
+    if !raw.logout_path.starts_with('/') {
+        p.push("session.logout_path", "must start with '/'");
+    }
+    SessionConfig {
+        id_cookie: raw.id_cookie,
+        token_cookie: raw.token_cookie,
+        login_url: (!raw.login_url.is_empty()).then_some(raw.login_url),
+        logout_path: raw.logout_path,
+    }
+}
+
+/// One `idp.provider` value: the provider-specific keys it reads and how its
+/// own config is built from them. Adding a provider is one entry here.
+struct Provider {
+    name: &'static str,
+    keys: &'static [&'static str],
+    build: fn(&RawIdp, &mut Problems) -> ProviderConfig,
+}
+
+const PROVIDERS: &[Provider] = &[Provider {
+    name: IidConfig::PROVIDER,
+    keys: &["api_key", "client_id"],
+    build: iid,
+}];
+
+fn idp(raw: RawIdp, p: &mut Problems) -> IdpConfig {
+    let provider = match PROVIDERS.iter().find(|known| known.name == raw.provider) {
+        Some(known) => {
+            foreign_keys(&raw.provider_keys(), known.name, known.keys, p);
+            (known.build)(&raw, p)
+        }
+        None => {
+            let names: Vec<String> = PROVIDERS.iter().map(|k| format!("{:?}", k.name)).collect();
+            p.push(
+                "idp.provider",
+                format_args!(
+                    "unknown provider {:?} (supported: {})",
+                    raw.provider,
+                    names.join(", ")
+                ),
+            );
+            // Never used: the problem above keeps a Config from being built.
+            ProviderConfig::Iid(IidConfig {
+                api_key: Secret::default(),
+                client_id: String::new(),
+            })
+        }
+    };
+    let base_url = raw.base_url.trim_end_matches('/').to_string();
+    if !raw.emulate {
+        match base_url.parse::<Uri>() {
+            Ok(u)
+                if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => {}
+            _ => p.push(
+                "idp.base_url",
+                format_args!("{base_url:?} is not an absolute http(s) URL"),
+            ),
+        }
+    }
+    IdpConfig {
+        base_url,
+        timeout: p.positive_duration("idp.timeout", &raw.timeout),
+        emulate: raw.emulate,
+        ca: match raw.ca_file.trim() {
+            "" => None,
+            path => ca_bundle(Path::new(path), "idp.ca_file", p),
+        },
+        provider,
+    }
+}
+
+/// Names each provider-specific key that is set but that `provider` does not read.
+fn foreign_keys(set: &[(&str, bool)], provider: &str, reads: &[&str], p: &mut Problems) {
+    for (key, _) in set.iter().filter(|(key, set)| *set && !reads.contains(key)) {
+        p.push(
+            &format!("idp.{key}"),
+            format_args!("not a key of provider {provider:?}"),
+        );
+    }
+}
+
+fn iid(raw: &RawIdp, p: &mut Problems) -> ProviderConfig {
+    let api_key = raw.api_key.clone().unwrap_or_default();
+    let client_id = raw
+        .client_id
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IID_CLIENT_ID.into());
+    if http::HeaderValue::from_str(&api_key).is_err() {
+        p.push("idp.api_key", "contains characters not allowed in a header");
+    }
+    if http::HeaderValue::from_str(&client_id).is_err() {
+        p.push(
+            "idp.client_id",
+            "contains characters not allowed in a header",
+        );
+    }
+    ProviderConfig::Iid(IidConfig {
+        api_key: Secret::new(api_key),
+        client_id,
+    })
+}
+
+fn cache(raw: RawCache, p: &mut Problems) -> CacheConfig {
+    if raw.max_entries == 0 {
+        p.push("cache.max_entries", "must be greater than zero");
+    }
+    CacheConfig {
+        max_entries: raw.max_entries,
+        max_ttl: p.duration("cache.max_ttl", &raw.max_ttl),
+        negative_ttl: p.duration("cache.negative_ttl", &raw.negative_ttl),
+    }
+}
+
+/// The timeouts; the clients are added by `routes`, which knows which are needed.
+fn upstream(raw: RawUpstream, p: &mut Problems) -> UpstreamConfig {
+    UpstreamConfig {
+        connect_timeout: p.positive_duration("upstream.connect_timeout", &raw.connect_timeout),
+        timeout: p.positive_duration("upstream.timeout", &raw.timeout),
+        clients: Vec::new(),
+    }
+}
+
+/// Longest `headers.prefix`: room for the suffixes within what proxies and
+/// log pipelines comfortably handle as a header name.
+const MAX_HEADER_PREFIX_BYTES: usize = 32;
+
+fn headers(raw: RawHeaders, p: &mut Problems) -> HeadersConfig {
+    let prefix = raw.prefix;
+    if prefix.is_empty() {
+        // Without a prefix, stripping client copies would strip every header.
+        p.push("headers.prefix", "must not be empty");
+    } else if prefix.len() > MAX_HEADER_PREFIX_BYTES {
+        p.push(
+            "headers.prefix",
+            format_args!("{prefix:?} is longer than {MAX_HEADER_PREFIX_BYTES} bytes"),
+        );
+    } else if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        p.push(
+            "headers.prefix",
+            format_args!("{prefix:?} may contain only ASCII letters, digits and '-'"),
+        );
+    }
+    HeadersConfig {
+        include_pii: raw.include_pii,
+        // Header names are case-insensitive; one spelling makes matching a byte compare.
+        prefix: prefix.to_ascii_lowercase(),
+    }
+}
+
+fn log(raw: RawLog, p: &mut Problems) -> LogConfig {
+    LogConfig {
+        format: match raw.format.as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                p.push(
+                    "log.format",
+                    format_args!("{other:?} is not \"json\" or \"pretty\""),
+                );
+                LogFormat::Pretty
+            }
+        },
+        level: raw.level,
+        access: raw.access,
+    }
+}
+
+/// `public` is the validated `server.listen`, which the admin listener must not share.
+fn admin(raw: RawAdmin, public: SocketAddr, p: &mut Problems) -> AdminConfig {
+    if raw.listen.trim().is_empty() {
+        return AdminConfig { listen: None };
+    }
+    let listen = match raw.listen.parse::<SocketAddr>() {
+        Ok(a) if a == public => {
+            p.push(
+                "admin.listen",
+                "must differ from server.listen: metrics and probes are never on the public listener",
+            );
+            None
+        }
+        Ok(a) => Some(a),
+        Err(e) => {
+            p.push(
+                "admin.listen",
+                format_args!("{e} (want host:port, or \"\" to disable)"),
+            );
+            None
+        }
+    };
+    AdminConfig { listen }
+}
+
+/// Routes in file order; each gets the index of its upstream client in `clients`.
+fn routes(
+    raw: Vec<RawRoute>,
+    session: &SessionConfig,
+    clients: &mut Vec<UpstreamClientConfig>,
+    p: &mut Problems,
+) -> Vec<RouteConfig> {
+    if raw.is_empty() {
+        p.push("routes", "at least one [[routes]] entry is required");
+    }
+    let mut routes: Vec<RouteConfig> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = format!("routes[{i}]");
+        if !r.prefix.starts_with('/') {
+            p.push(&format!("{key}.prefix"), "must start with '/'");
+        } else if crate::path::normalize_path(&r.prefix)
+            .map(|n| n != r.prefix.as_str())
+            .unwrap_or(true)
+        {
+            p.push(
+                &format!("{key}.prefix"),
+                format_args!(
+                    "{:?} is not a normalized path (no '//', '.', '..', ';', '%2F')",
+                    r.prefix
+                ),
+            );
+        }
+        let canonical = crate::path::canonical_prefix(&r.prefix);
+        if routes
+            .iter()
+            .any(|o| crate::path::canonical_prefix(&o.prefix) == canonical)
+        {
+            p.push(
+                &format!("{key}.prefix"),
+                format_args!("{:?} is listed twice", r.prefix),
+            );
+        }
+        if canonical == crate::path::canonical_prefix(&session.logout_path) {
+            p.push(
+                &format!("{key}.prefix"),
+                "equals session.logout_path, which the gateway answers itself",
+            );
+        }
+        let upstream = parse_upstream(&r.upstream).unwrap_or_else(|msg| {
+            p.push(&format!("{key}.upstream"), msg);
+            Upstream {
+                scheme: Scheme::HTTP,
+                authority: Authority::from_static("invalid"),
+            }
+        });
+        let auth = match r.auth.as_str() {
+            "public" => Auth::Public,
+            "required" => Auth::Required,
+            other => {
+                p.push(
+                    &format!("{key}.auth"),
+                    format_args!("{other:?} is not \"public\" or \"required\""),
+                );
+                Auth::Required
+            }
+        };
+        if auth == Auth::Public && (!r.permissions.is_empty() || !r.roles.is_empty()) {
+            p.push(&key, "a public route cannot require permissions or roles");
+        }
+        for (field, list) in [("permissions", &r.permissions), ("roles", &r.roles)] {
+            if list.iter().any(|v| v.is_empty() || v.contains(',')) {
+                p.push(
+                    &format!("{key}.{field}"),
+                    "entries must be non-empty and contain no ','",
+                );
+            }
+        }
+        let ca_file = r.ca_file.filter(|f| !f.is_empty()).map(PathBuf::from);
+        let client = upstream_client(clients, p, &key, &ca_file, r.http2);
+        if ca_file.is_some() && upstream.scheme != Scheme::HTTPS {
+            p.push(
+                &format!("{key}.ca_file"),
+                "applies to https:// upstreams only",
+            );
+        }
+        routes.push(RouteConfig {
+            prefix: r.prefix,
+            upstream,
+            auth,
+            permissions: r.permissions,
+            roles: r.roles,
+            ca_file,
+            http2: r.http2,
+            client,
+            max_body_bytes: r.max_body_bytes,
+        });
+    }
+    routes
+}
+
+/// The index of the client for `(ca_file, http2)`, added on first use; the
+/// CA file is read and checked once, here, so a bad one names its route.
+fn upstream_client(
+    clients: &mut Vec<UpstreamClientConfig>,
+    p: &mut Problems,
+    key: &str,
+    ca_file: &Option<PathBuf>,
+    http2: bool,
+) -> usize {
+    let same = |c: &UpstreamClientConfig| {
+        c.http2 == http2 && c.ca.as_ref().map(|b| &b.path) == ca_file.as_ref()
+    };
+    if let Some(i) = clients.iter().position(same) {
+        return i;
+    }
+    let ca = match ca_file {
+        None => None,
+        Some(path) => match ca_bundle(path, &format!("{key}.ca_file"), p) {
+            Some(bundle) => Some(bundle),
+            None => return 0,
+        },
+    };
+    clients.push(UpstreamClientConfig { ca, http2 });
+    clients.len() - 1
+}
+
+/// Reads and checks a CA bundle now, so a bad one fails at startup under `key`.
+fn ca_bundle(path: &Path, key: &str, p: &mut Problems) -> Option<CaBundle> {
+    match pem::read_ca_file(path) {
+        Ok(certs) => Some(CaBundle {
+            path: path.to_path_buf(),
+            certs: certs.into(),
+        }),
+        Err(e) => {
+            p.push(key, e.message);
+            None
+        }
+    }
+}
+
+fn is_cookie_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return Err(format!("{s:?} must start with http:// or https://")),
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("{s:?} has no host"))?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "{s:?} must be scheme://host[:port] only; the request path is forwarded as is"
+        ));
+    }
+    Ok(Upstream { scheme, authority })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTE: &str = "[[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n";
+
+    fn error_of(toml: &str) -> String {
+        match Config::from_toml_str(toml) {
+            Ok(_) => panic!("accepted:\n{toml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn unknown_provider_lists_the_known_ones() {
+        let err = error_of(&format!("[idp]\nprovider = \"okta\"\n{ROUTE}"));
+        assert!(
+            err.contains(r#"idp.provider: unknown provider "okta" (supported: "iid")"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn iid_reads_its_own_keys() {
+        let c = Config::from_toml_str(&format!(
+            "[idp]\nprovider = \"iid\"\napi_key = \"k\"\nclient_id = \"APP\"\n{ROUTE}"
+        ))
+        .unwrap();
+        assert_eq!(c.idp.provider.name(), "iid");
+        let ProviderConfig::Iid(iid) = &c.idp.provider;
+        assert_eq!(iid.api_key.expose(), "k");
+        assert_eq!(iid.client_id, "APP");
+    }
+
+    #[test]
+    fn a_key_the_provider_does_not_read_is_named() {
+        let mut p = Problems::default();
+        foreign_keys(
+            &[("api_key", true), ("client_id", true), ("realm", false)],
+            "xyz",
+            &["api_key", "realm"],
+            &mut p,
+        );
+        assert_eq!(p.0, [r#"idp.client_id: not a key of provider "xyz""#]);
+    }
+
+    #[test]
+    fn every_provider_reads_only_keys_the_raw_mirror_has() {
+        let raw = RawIdp::default();
+        let known: Vec<&str> = raw.provider_keys().iter().map(|(k, _)| *k).collect();
+        for provider in PROVIDERS {
+            for key in provider.keys {
+                assert!(known.contains(key), "{}: {key}", provider.name);
+            }
+        }
+    }
+
+    #[test]
+    fn header_prefix_has_a_default_is_lowercased_and_checked() {
+        let c = Config::from_toml_str(ROUTE).unwrap();
+        assert_eq!(c.headers.prefix, "x-iid-");
+        assert_eq!(c.headers.prefix, crate::config::DEFAULT_HEADER_PREFIX);
+        let c =
+            Config::from_toml_str(&format!("[headers]\nprefix = \"X-Auth-\"\n{ROUTE}")).unwrap();
+        assert_eq!(c.headers.prefix, "x-auth-");
+        for bad in ["", "x_iid_", "x iid", "x-iid:", "é-", &"x".repeat(33)] {
+            let err = error_of(&format!("[headers]\nprefix = {bad:?}\n{ROUTE}"));
+            assert!(err.contains("headers.prefix: "), "{bad:?}: {err}");
+        }
+        let c = Config::from_toml_str(&format!(
+            "[headers]\nprefix = {:?}\n{ROUTE}",
+            "x".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(c.headers.prefix.len(), 32);
+    }
+}
