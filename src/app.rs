@@ -78,6 +78,26 @@ pub fn build_gateway(cfg: &Config) -> Result<Arc<Gateway>, StartError> {
     Ok(Arc::new(Gateway::new(cfg, idp)?))
 }
 
+/// The TLS acceptor `server.tls` asks for, with the certificate and key read
+/// now (they may have changed since the config was checked); `None` in cleartext.
+async fn tls_acceptor(cfg: &Config) -> Result<Option<Arc<TlsAcceptorHandle>>, StartError> {
+    let Some(t) = &cfg.server.tls else {
+        return Ok(None);
+    };
+    let files = TlsFiles {
+        cert_file: t.cert_file.clone(),
+        key_file: t.key_file.clone(),
+        reload_interval: t.reload_interval,
+    };
+    let http2 = cfg.server.http2;
+    // File reads block: off the runtime's workers, so the admin listener
+    // keeps answering probes while a slow volume is read.
+    let built = tokio::task::spawn_blocking(move || TlsAcceptorHandle::new(&files, http2))
+        .await
+        .map_err(|e| std::io::Error::other(format!("loading the TLS certificate: {e}")))?;
+    Ok(Some(Arc::new(built?)))
+}
+
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains.
 /// With `server.tls`, terminates TLS and keeps the certificate fresh.
 pub async fn serve(
@@ -86,17 +106,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let tls = match &cfg.server.tls {
-        Some(t) => Some(Arc::new(TlsAcceptorHandle::new(
-            &TlsFiles {
-                cert_file: t.cert_file.clone(),
-                key_file: t.key_file.clone(),
-                reload_interval: t.reload_interval,
-            },
-            cfg.server.http2,
-        )?)),
-        None => None,
-    };
+    let tls = tls_acceptor(cfg).await?;
+    serve_with(cfg, gateway, listener, tls, shutdown).await
+}
+
+/// [`serve`] with the TLS acceptor already built, so [`run`] can finish
+/// everything fallible before it reports ready.
+async fn serve_with(
+    cfg: &Config,
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    tls: Option<Arc<TlsAcceptorHandle>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     // Lives as long as the listener: dropping it stops polling and SIGHUP handling.
     let _reloader = tls.as_ref().map(TlsAcceptorHandle::spawn_reloader);
     let admin = Arc::clone(gateway.admin());
@@ -139,8 +161,9 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
-/// Starts everything `cfg` describes and serves until `shutdown`. On
-/// shutdown, readiness turns false at once, the public listener stops
+/// Starts everything `cfg` describes and serves until `shutdown`. `/readyz`
+/// answers 503 until the TLS certificate and key are loaded; if they fail,
+/// `run` returns the error without ever having reported ready. On shutdown, readiness turns false at once, the public listener stops
 /// accepting, in-flight requests get `server.shutdown_grace`, and only then
 /// does the admin listener stop, so probes see the whole drain.
 pub async fn run(
@@ -169,21 +192,33 @@ pub async fn run(
         None => None,
     };
 
-    tracing::info!(
-        listen = %listeners.public.local_addr()?,
-        routes = cfg.routes.len(),
-        tls = cfg.server.tls.is_some(),
-        http2 = cfg.server.http2,
-        "sessiongate ready"
-    );
-    admin.set_ready(true, "ok");
-    let draining = Arc::clone(&admin);
-    let result = serve(&cfg, gateway, listeners.public, async move {
-        shutdown.await;
-        draining.set_ready(false, "shutting down");
-        tracing::info!("shutting down: readiness false, draining in-flight requests");
-    })
-    .await;
+    // The admin listener is up first so probes get an honest 503 "starting"
+    // meanwhile; readiness turns true only once the certificate and every
+    // other fallible step succeeded, so a probe that saw 200 never then
+    // sees the process exit on a bad certificate.
+    let started = tls_acceptor(&cfg)
+        .await
+        .and_then(|tls| Ok((tls, listeners.public.local_addr()?)));
+    let result = match started {
+        Ok((tls, listen)) => {
+            tracing::info!(
+                listen = %listen,
+                routes = cfg.routes.len(),
+                tls = tls.is_some(),
+                http2 = cfg.server.http2,
+                "sessiongate ready"
+            );
+            admin.set_ready(true, "ok");
+            let draining = Arc::clone(&admin);
+            serve_with(&cfg, gateway, listeners.public, tls, async move {
+                shutdown.await;
+                draining.set_ready(false, "shutting down");
+                tracing::info!("shutting down: readiness false, draining in-flight requests");
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
     drop(stop_admin);
     if let Some(task) = admin_task {
         let _ = task.await;
