@@ -67,13 +67,6 @@ pub fn read_key(path: &Path) -> Result<Arc<dyn SigningKey>, LoadError> {
     parse_key(&read(PemFile::Key, path)?, path)
 }
 
-/// Loads both files and checks that the key belongs to the leaf certificate.
-pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, LoadError> {
-    let certs = read_certs(cert_file)?;
-    let key = read_key(key_file)?;
-    certified_key(certs, key, cert_file, key_file)
-}
-
 fn read(file: PemFile, path: &Path) -> Result<Vec<u8>, LoadError> {
     std::fs::read(path).map_err(|e| LoadError::new(file, path, e))
 }
