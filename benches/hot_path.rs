@@ -173,9 +173,11 @@ fn steps(c: &mut Criterion) {
         "Zk3q9XcP0aLr7TnB2mVy5HsQ8dWe1uJo",
     );
     let auth = Arc::new(seed_authenticated());
-    rt.block_on(cache.get_or_resolve(&key, async {
-        Ok(Fresh::Valid(auth, Duration::from_secs(3600)))
-    }))
+    rt.block_on(
+        cache.get_or_resolve::<_, sessiongate::idp::IdpError>(&key, async {
+            Ok(Fresh::Valid(auth, Duration::from_secs(3600)))
+        }),
+    )
     .unwrap();
     g.bench_function("cache_hit_and_inject", |b| {
         b.to_async(&rt).iter_batched(
@@ -185,7 +187,9 @@ fn steps(c: &mut Criterion) {
                 let key = &key;
                 async move {
                     let (cached, _) = cache
-                        .get_or_resolve(key, async { unreachable!("cache hit expected") })
+                        .get_or_resolve::<_, sessiongate::idp::IdpError>(key, async {
+                            unreachable!("cache hit expected")
+                        })
                         .await
                         .unwrap();
                     if let sessiongate::auth::cache::Cached::Valid(a) = cached {

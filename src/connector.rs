@@ -23,12 +23,6 @@ pub enum Alpn {
     Http2,
 }
 
-/// Builds the connector used for routes without `ca_file`: HTTP/1.1, default
-/// roots. Fails only if the TLS provider cannot be set up.
-pub fn build(connect_timeout: Duration) -> Result<Connector, rustls::Error> {
-    build_with(connect_timeout, None, Alpn::Http1)
-}
-
 /// Builds a connector that trusts `ca` alone when given (else the default
 /// roots) and offers `alpn` over TLS.
 pub fn build_with(
@@ -65,7 +59,7 @@ pub fn build_with(
 /// The bundled webpki (Mozilla) roots plus the operating system's store, read
 /// once: an enterprise CA installed on the host or image (e.g. in
 /// /etc/ssl/certs) is trusted without extra configuration.
-pub fn default_roots() -> &'static RootCertStore {
+fn default_roots() -> &'static RootCertStore {
     static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
         let mut roots = RootCertStore {
@@ -85,7 +79,7 @@ pub fn default_roots() -> &'static RootCertStore {
 }
 
 /// Every certificate of a PEM bundle as a trust anchor.
-pub fn ca_roots(certs: &[CertificateDer<'static>]) -> Result<RootCertStore, rustls::Error> {
+fn ca_roots(certs: &[CertificateDer<'static>]) -> Result<RootCertStore, rustls::Error> {
     let mut roots = RootCertStore::empty();
     for cert in certs {
         roots.add(cert.clone())?;

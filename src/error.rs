@@ -25,6 +25,9 @@ pub enum GatewayError {
     /// Request body above the route's `max_body_bytes`.
     #[error("request body too large")]
     BodyTooLarge,
+    /// Request body malformed (e.g. a bad chunk) or cut short by the client.
+    #[error("malformed or incomplete request body")]
+    ClientBody,
     /// No route matches the path.
     #[error("no route for this path")]
     NoRoute,
@@ -106,6 +109,13 @@ impl GatewayError {
                 "body_too_large",
                 "Request body too large",
                 "محتوى الطلب كبير جداً",
+            ),
+            ClientBody => spec(
+                StatusCode::BAD_REQUEST,
+                40001,
+                "bad_request_body",
+                "Malformed or incomplete request body",
+                "محتوى الطلب غير صالح أو غير مكتمل",
             ),
             NoRoute => spec(
                 StatusCode::NOT_FOUND,
@@ -234,6 +244,7 @@ mod tests {
                 "headers_too_large",
             ),
             (GatewayError::BodyTooLarge, 413, 41300, "body_too_large"),
+            (GatewayError::ClientBody, 400, 40001, "bad_request_body"),
             (GatewayError::NoRoute, 404, 40400, "no_route"),
             (GatewayError::NoSession, 401, 40100, "no_session"),
             (GatewayError::InvalidSession, 401, 40101, "invalid_session"),

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
 /// `run`: the gateway on the configured listeners until SIGINT/SIGTERM.
 fn run_gateway(cli: &Cli) -> ExitCode {
     let path = cli.config_path();
-    let cfg = match Config::load(&path) {
+    let mut cfg = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}: {e}", path.display());
@@ -46,6 +46,10 @@ fn run_gateway(cli: &Cli) -> ExitCode {
             Some(addr) => Some(bind("admin.listen", addr).await?),
             None => None,
         };
+        // Kept alive for the whole run: the emulator task serves until the process ends.
+        let _embedded = emulator::embedded::start(&mut cfg)
+            .await
+            .map_err(GatewayError::Emulator)?;
         app::run(cfg, app::Listeners { public, admin }, shutdown_signal()).await?;
         Ok::<_, GatewayError>(())
     })
@@ -64,6 +68,9 @@ enum GatewayError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The embedded emulator (`idp.emulate = true`) could not start.
+    #[error("idp.emulate: {0}")]
+    Emulator(std::io::Error),
     /// Startup or serving failed after the listeners were bound.
     #[error(transparent)]
     Start(#[from] app::StartError),

@@ -179,7 +179,7 @@ impl Gateway {
                     Ok(_) => Some(UpstreamResult::Ok),
                     Err(GatewayError::UpstreamTimeout) => Some(UpstreamResult::Timeout),
                     // The client's body was cut off: the upstream did nothing wrong.
-                    Err(GatewayError::BodyTooLarge) => None,
+                    Err(GatewayError::BodyTooLarge | GatewayError::ClientBody) => None,
                     Err(_) => Some(UpstreamResult::Unreachable),
                 };
                 if let Some(upstream) = upstream {

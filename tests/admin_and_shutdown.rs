@@ -1,11 +1,14 @@
 //! The admin listener (probes, metrics) and graceful shutdown: readiness
 //! turns false at once, the public listener stops accepting, an in-flight
-//! request still gets its answer, then `run` returns.
+//! request still gets its answer, then `run` returns. Readiness turns true
+//! only after the TLS certificate loaded: a bad one fails `run` without
+//! `/readyz` ever saying 200.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +47,11 @@ struct Running {
 }
 
 async fn start(toml: &str) -> Running {
-    let cfg = Config::from_toml_str(toml).unwrap();
+    start_config(Config::from_toml_str(toml).unwrap()).await
+}
+
+/// Runs an already loaded config (files it names may have changed since).
+async fn start_config(cfg: Config) -> Running {
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (gateway, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -220,4 +227,114 @@ async fn metrics_count_requests_auth_outcomes_and_idp_calls() {
         let value = l.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "bad sample line {l:?}");
     }
+}
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A self-signed certificate and key for `localhost` in a fresh directory:
+/// the directory, the certificate's path, and the `[server.tls]` TOML.
+fn tls_files(tag: &str) -> (PathBuf, PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("sessiongate-readyz-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let toml = format!(
+        "[server.tls]\ncert_file = '{}'\nkey_file = '{}'\n\
+         [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"public\"\n",
+        cert.display(),
+        key.display()
+    );
+    (dir, cert, toml)
+}
+
+/// Polls `/readyz` until `run` returns; returns what `run` returned and
+/// every status `/readyz` answered meanwhile.
+async fn readyz_until_run_returns(gw: &mut Running) -> (Result<(), app::StartError>, Vec<u16>) {
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let url = format!("http://{}/readyz", gw.admin);
+    let mut seen = Vec::new();
+    let polling = async {
+        loop {
+            tokio::select! {
+                done = &mut gw.done => return done.unwrap(),
+                answer = get(&client, url.clone()) => {
+                    seen.extend(answer.map(|(status, _)| status));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    };
+    let result = tokio::time::timeout(DEADLINE, polling)
+        .await
+        .expect("run did not return");
+    (result, seen)
+}
+
+#[tokio::test]
+async fn a_certificate_removed_after_the_config_was_checked_fails_run_and_readyz_never_says_200() {
+    let (dir, cert, toml) = tls_files("removed");
+    let cfg = Config::from_toml_str(&toml).unwrap();
+    std::fs::remove_file(&cert).unwrap();
+    let mut gw = start_config(cfg).await;
+    let (result, seen) = readyz_until_run_returns(&mut gw).await;
+    assert!(matches!(result, Err(app::StartError::Tls(_))), "{result:?}");
+    assert!(!seen.contains(&200), "/readyz said 200: {seen:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The certificate is replaced by a pipe, so `run` is caught while it
+/// reads it: `/readyz` must already answer, and not 200; garbage then
+/// arrives through the pipe and `run` fails.
+#[cfg(unix)]
+// Two workers: a `run` that blocked a worker on the pipe would otherwise
+// stall this test instead of failing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_starting_while_the_certificate_is_read_then_garbage_fails_run() {
+    use std::io::Write as _;
+
+    let (dir, cert, toml) = tls_files("pipe");
+    let cfg = Config::from_toml_str(&toml).unwrap();
+    std::fs::remove_file(&cert).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&cert)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let mut gw = start_config(cfg).await;
+
+    // Opening a pipe to write returns once a reader opened it: once `run`
+    // is reading the certificate. A thread, not a runtime task, so a run
+    // that never reads cannot hold up the runtime's shutdown.
+    let (opened_tx, opened) = oneshot::channel();
+    let path = cert.clone();
+    std::thread::spawn(move || {
+        let pipe = std::fs::OpenOptions::new().write(true).open(path);
+        let _ = opened_tx.send(pipe);
+    });
+    let mut pipe = tokio::time::timeout(DEADLINE, opened)
+        .await
+        .expect("run never read the certificate")
+        .unwrap()
+        .unwrap();
+
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let (status, body) = tokio::time::timeout(
+        DEADLINE,
+        get(&client, format!("http://{}/readyz", gw.admin)),
+    )
+    .await
+    .expect("the admin listener did not answer while the certificate was read")
+    .expect("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("starting"), "{body}");
+
+    pipe.write_all(b"not a certificate\n").unwrap();
+    drop(pipe);
+    let (result, seen) = readyz_until_run_returns(&mut gw).await;
+    assert!(matches!(result, Err(app::StartError::Tls(_))), "{result:?}");
+    assert!(!seen.contains(&200), "/readyz said 200: {seen:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

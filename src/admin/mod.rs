@@ -57,12 +57,8 @@ impl std::fmt::Debug for Admin {
 }
 
 impl Admin {
-    /// Not ready (`"starting"`), with empty metrics; route labels are interned on first use.
-    pub fn new() -> Arc<Admin> {
-        Self::with_routes(&[])
-    }
-
-    /// Like [`Admin::new`], with the route prefixes interned up front.
+    /// Not ready (`"starting"`), with empty metrics and the route prefixes
+    /// interned up front (others are interned on first use).
     pub fn with_routes(route_prefixes: &[&str]) -> Arc<Admin> {
         Arc::new(Admin {
             readiness: Mutex::new((false, STARTING)),
@@ -328,7 +324,7 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_is_ok_while_running() {
-        let (addr, _stop) = start(Admin::new()).await;
+        let (addr, _stop) = start(Admin::with_routes(&[])).await;
         let (status, headers, body) = get(addr, "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, r#"{"status":"ok"}"#);
@@ -338,7 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn readyz_follows_the_latch() {
-        let admin = Admin::new();
+        let admin = Admin::with_routes(&[]);
         let (addr, _stop) = start(Arc::clone(&admin)).await;
 
         let (status, _, body) = get(addr, "/readyz").await;
@@ -360,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_paths_are_404_and_other_methods_405() {
-        let (addr, _stop) = start(Admin::new()).await;
+        let (addr, _stop) = start(Admin::with_routes(&[])).await;
         for path in ["/", "/metricsx", "/healthz/", "/admin"] {
             assert_eq!(get(addr, path).await.0, StatusCode::NOT_FOUND, "{path}");
         }
@@ -470,7 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn scrape_hooks_run_at_every_scrape() {
-        let admin = Admin::new();
+        let admin = Admin::with_routes(&[]);
         let scrapes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = Arc::clone(&scrapes);
         admin.on_scrape(Box::new(move |m: &Metrics| {
@@ -489,7 +485,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(listener, Admin::new(), async move {
+        let task = tokio::spawn(run(listener, Admin::with_routes(&[]), async move {
             let _ = rx.await;
         }));
         assert_eq!(get(addr, "/healthz").await.0, StatusCode::OK);

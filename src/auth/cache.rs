@@ -19,7 +19,6 @@ use moka::Expiry;
 use crate::auth::credential::Credential;
 use crate::auth::headers::Authenticated;
 use crate::config::CacheConfig;
-use crate::idp::IdpError;
 
 /// What the cache remembers about a session.
 #[derive(Debug, Clone)]
@@ -137,13 +136,14 @@ impl SessionCache {
     /// Returns the cached answer for `key`, or runs `resolve` (once for all
     /// concurrent callers) and caches what it yields. Errors are shared with
     /// the waiting callers but not stored.
-    pub async fn get_or_resolve<F>(
+    pub async fn get_or_resolve<F, E>(
         &self,
         key: &Credential,
         resolve: F,
-    ) -> Result<(Cached, Lookup), Arc<IdpError>>
+    ) -> Result<(Cached, Lookup), Arc<E>>
     where
-        F: Future<Output = Result<Fresh, IdpError>>,
+        F: Future<Output = Result<Fresh, E>>,
+        E: Send + Sync + 'static,
     {
         if let Some(entry) = self.inner.get(key).await {
             let now = Instant::now();
@@ -233,10 +233,13 @@ mod tests {
     async fn second_lookup_is_a_hit_and_errors_are_not_cached() {
         let c = cache(60, 60);
         let k = Credential::new("a", "");
-        let (_, how) = c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
+        let (_, how) = c
+            .get_or_resolve::<_, &str>(&k, async { Ok(valid(60)) })
+            .await
+            .unwrap();
         assert_eq!(how, Lookup::Miss);
         let (v, how) = c
-            .get_or_resolve(&k, async { unreachable!("must not resolve") })
+            .get_or_resolve::<_, &str>(&k, async { unreachable!("must not resolve") })
             .await
             .unwrap();
         assert_eq!(how, Lookup::Hit);
@@ -244,11 +247,11 @@ mod tests {
 
         let e = Credential::new("b", "");
         assert!(c
-            .get_or_resolve(&e, async { Err(IdpError::Timeout) })
+            .get_or_resolve::<_, &str>(&e, async { Err("idp timed out") })
             .await
             .is_err());
         let (_, how) = c
-            .get_or_resolve(&e, async { Ok(Fresh::Invalid) })
+            .get_or_resolve::<_, &str>(&e, async { Ok(Fresh::Invalid) })
             .await
             .unwrap();
         assert_eq!(how, Lookup::Miss, "the error must not have been cached");
@@ -258,8 +261,13 @@ mod tests {
     async fn zero_expiry_is_not_served_again() {
         let c = cache(60, 60);
         let k = Credential::new("z", "");
-        c.get_or_resolve(&k, async { Ok(valid(0)) }).await.unwrap();
-        let (_, how) = c.get_or_resolve(&k, async { Ok(valid(0)) }).await.unwrap();
+        c.get_or_resolve::<_, &str>(&k, async { Ok(valid(0)) })
+            .await
+            .unwrap();
+        let (_, how) = c
+            .get_or_resolve::<_, &str>(&k, async { Ok(valid(0)) })
+            .await
+            .unwrap();
         assert_eq!(how, Lookup::Miss);
     }
 
@@ -267,9 +275,14 @@ mod tests {
     async fn revoke_replaces_a_valid_entry() {
         let c = cache(60, 1);
         let k = Credential::new("r", "t");
-        c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
+        c.get_or_resolve::<_, &str>(&k, async { Ok(valid(60)) })
+            .await
+            .unwrap();
         c.revoke(&k).await;
-        let (v, how) = c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
+        let (v, how) = c
+            .get_or_resolve::<_, &str>(&k, async { Ok(valid(60)) })
+            .await
+            .unwrap();
         assert_eq!(how, Lookup::Hit);
         assert!(matches!(v, Cached::Invalid));
     }
@@ -277,11 +290,11 @@ mod tests {
     #[tokio::test]
     async fn the_token_is_part_of_the_key() {
         let c = cache(60, 60);
-        c.get_or_resolve(&Credential::new("s", "right"), async { Ok(valid(60)) })
+        c.get_or_resolve::<_, &str>(&Credential::new("s", "right"), async { Ok(valid(60)) })
             .await
             .unwrap();
         let (v, how) = c
-            .get_or_resolve(&Credential::new("s", "wrong"), async { Ok(Fresh::Invalid) })
+            .get_or_resolve::<_, &str>(&Credential::new("s", "wrong"), async { Ok(Fresh::Invalid) })
             .await
             .unwrap();
         assert_eq!(how, Lookup::Miss);
@@ -299,13 +312,18 @@ mod tests {
         // holds it, but the cache must ask the IdP again.
         let c = SessionCache::with_retention(&cfg, Duration::from_secs(60));
         let k = Credential::new("kept", "");
-        c.get_or_resolve(&k, async { Ok(valid(0)) }).await.unwrap();
+        c.get_or_resolve::<_, &str>(&k, async { Ok(valid(0)) })
+            .await
+            .unwrap();
         c.inner.run_pending_tasks().await;
         assert_eq!(c.entry_count(), 1, "retained past freshness");
-        let (_, how) = c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
+        let (_, how) = c
+            .get_or_resolve::<_, &str>(&k, async { Ok(valid(60)) })
+            .await
+            .unwrap();
         assert_eq!(how, Lookup::Miss);
         let (_, how) = c
-            .get_or_resolve(&k, async { unreachable!("fresh now") })
+            .get_or_resolve::<_, &str>(&k, async { unreachable!("fresh now") })
             .await
             .unwrap();
         assert_eq!(how, Lookup::Hit);

@@ -30,7 +30,7 @@ pub async fn run(listen: SocketAddr, self_test: bool) -> std::io::Result<()> {
     let emulator = Emulator::new(EmulatorConfig {
         api_key: DEMO_API_KEY.into(),
         client_id: None,
-        expires_in: app::EMBEDDED_SESSION_SECS,
+        expires_in: emulator::embedded::EMBEDDED_SESSION_SECS,
         users: emulator::default_users(),
     });
     tokio::spawn(emulator::run(

@@ -2,7 +2,7 @@
 //! `max_body_bytes`.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -11,38 +11,68 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 /// A request body on its way upstream, cut off once it goes past the
 /// route's `max_body_bytes`: the error aborts the upstream request, and the
-/// flag lets [`super::Forwarder::send`] answer 413 rather than 502. On routes
-/// without a limit, frames pass through untouched and nothing is allocated.
+/// shared [`BodyFate`] lets [`Forwarder::send`] answer 413 (too large) or
+/// 400 (the client broke it) rather than blame the upstream with a 502. On
+/// routes without a limit, frames pass through untouched.
+///
+/// [`Forwarder::send`]: super::Forwarder::send
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Incoming,
-    limit: Option<Limit>,
+    /// Bytes still allowed; `None` on routes without `max_body_bytes`.
+    remaining: Option<u64>,
+    fate: Arc<BodyFate>,
 }
 
-#[derive(Debug)]
-struct Limit {
-    remaining: u64,
-    exceeded: Arc<AtomicBool>,
+/// Why a request body broke off, as seen after hyper has consumed it: the
+/// upstream request's error alone cannot say (over HTTP/2 it is a bare
+/// stream reset), so the body records it where it happens.
+#[derive(Debug, Default)]
+pub(super) struct BodyFate(AtomicU8);
+
+/// How a request body broke off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Broken {
+    /// It went past the route's `max_body_bytes`.
+    TooLarge,
+    /// The client's side failed: a malformed chunk, or the connection ended early.
+    Client,
+}
+
+impl BodyFate {
+    const INTACT: u8 = 0;
+    const TOO_LARGE: u8 = 1;
+    const CLIENT: u8 = 2;
+
+    fn set(&self, broken: Broken) {
+        let v = match broken {
+            Broken::TooLarge => Self::TOO_LARGE,
+            Broken::Client => Self::CLIENT,
+        };
+        self.0.store(v, Ordering::Release);
+    }
+
+    /// How the body broke off, if it did.
+    pub(super) fn broken(&self) -> Option<Broken> {
+        match self.0.load(Ordering::Acquire) {
+            Self::INTACT => None,
+            Self::TOO_LARGE => Some(Broken::TooLarge),
+            _ => Some(Broken::Client),
+        }
+    }
 }
 
 impl RequestBody {
-    /// Wraps `inner`; with a limit, also returns the flag set when it is exceeded.
-    pub(super) fn new(inner: Incoming, max_bytes: Option<u64>) -> (Self, Option<Arc<AtomicBool>>) {
-        let Some(remaining) = max_bytes else {
-            return (Self { inner, limit: None }, None);
+    /// Wraps `inner`, cut off after `max_bytes` if given; also returns
+    /// where the body records how it broke off.
+    pub(super) fn new(inner: Incoming, max_bytes: Option<u64>) -> (Self, Arc<BodyFate>) {
+        let fate = Arc::new(BodyFate::default());
+        let body = Self {
+            inner,
+            remaining: max_bytes,
+            fate: Arc::clone(&fate),
         };
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let limit = Limit {
-            remaining,
-            exceeded: Arc::clone(&exceeded),
-        };
-        (
-            Self {
-                inner,
-                limit: Some(limit),
-            },
-            Some(exceeded),
-        )
+        (body, fate)
     }
 }
 
@@ -67,15 +97,19 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.get_mut();
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if let (Some(limit), Some(Ok(frame))) = (&mut this.limit, &frame) {
-            if let Some(data) = frame.data_ref() {
-                let n = data.len() as u64;
-                if n > limit.remaining {
-                    limit.exceeded.store(true, Ordering::Release);
-                    return Poll::Ready(Some(Err(RequestBodyError::TooLarge)));
+        match (&mut this.remaining, &frame) {
+            (Some(remaining), Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > *remaining {
+                        this.fate.set(Broken::TooLarge);
+                        return Poll::Ready(Some(Err(RequestBodyError::TooLarge)));
+                    }
+                    *remaining -= n;
                 }
-                limit.remaining -= n;
             }
+            (_, Some(Err(_))) => this.fate.set(Broken::Client),
+            _ => {}
         }
         Poll::Ready(frame.map(|f| f.map_err(RequestBodyError::Client)))
     }

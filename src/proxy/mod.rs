@@ -3,7 +3,6 @@
 //! hop-by-hop header removal with the two exceptions an upstream may need
 //! (`Upgrade` for WebSocket, `TE: trailers` for gRPC), and X-Forwarded-*.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +23,7 @@ mod forwarded;
 mod hop;
 pub mod upgrade;
 
+use body::Broken;
 pub use body::{RequestBody, RequestBodyError};
 pub use forwarded::set_forwarded;
 pub use hop::{remove_hop_by_hop, remove_request_hop_by_hop, HopByHop};
@@ -97,7 +97,8 @@ impl Forwarder {
     /// Sends `req` and returns the upstream's response with its body (and
     /// trailers) still streaming. A `101` to an upgrade request hands both
     /// connections to [`crate::proxy::upgrade::splice`]. A body that goes past the
-    /// route's limit before the upstream answers is [`GatewayError::BodyTooLarge`].
+    /// route's limit before the upstream answers is [`GatewayError::BodyTooLarge`];
+    /// one the client breaks off (malformed, or cut short) is [`GatewayError::ClientBody`].
     pub async fn send(
         &self,
         onward: Onward,
@@ -131,21 +132,27 @@ impl Forwarder {
             _ => None,
         };
         let (parts, body) = req.into_parts();
-        let (body, exceeded) = RequestBody::new(body, max_body_bytes);
+        let (body, fate) = RequestBody::new(body, max_body_bytes);
         let sent = up.client.request(Request::from_parts(parts, body));
         let mut resp = tokio::time::timeout(self.timeout, sent)
             .await
             .map_err(|_| GatewayError::UpstreamTimeout)?
             .map_err(|e| {
-                if exceeded.is_some_and(|f| f.load(Ordering::Acquire)) {
-                    return GatewayError::BodyTooLarge;
-                }
                 use std::error::Error as _;
                 let why = e
                     .source()
                     .map(ToString::to_string)
                     .unwrap_or_else(|| e.to_string());
-                GatewayError::UpstreamUnreachable(why)
+                // The body broke off on the client's side: the upstream
+                // request failed because of it, not because of the upstream.
+                match fate.broken() {
+                    Some(Broken::TooLarge) => GatewayError::BodyTooLarge,
+                    Some(Broken::Client) => {
+                        tracing::debug!(error = %why, "request body broke off on the client's side");
+                        GatewayError::ClientBody
+                    }
+                    None => GatewayError::UpstreamUnreachable(why),
+                }
             })?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // A 101 nobody asked for would leave the client's connection in

@@ -71,13 +71,6 @@ pub fn read_key(path: &Path) -> Result<Arc<dyn SigningKey>, LoadError> {
     parse_key(&read(PemFile::Key, path)?, path)
 }
 
-/// Loads both files and checks that the key belongs to the leaf certificate.
-pub fn load_certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, LoadError> {
-    let certs = read_certs(cert_file)?;
-    let key = read_key(key_file)?;
-    certified_key(certs, key, cert_file, key_file)
-}
-
 /// Reads a PEM CA bundle and checks that every certificate in it can be a
 /// trust anchor; the message is one line naming the file.
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {

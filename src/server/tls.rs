@@ -172,11 +172,6 @@ impl TlsAcceptorHandle {
         &self.acceptor
     }
 
-    /// The certificate new handshakes get.
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        self.resolver.current()
-    }
-
     /// Successful and failed reloads so far (tests, and a future metric).
     pub fn reload_counts(&self) -> (u64, u64) {
         (
@@ -314,9 +309,14 @@ impl Drop for Reloader {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::server::pem::load_certified_key;
+    use crate::server::pem::{read_certs, read_key};
 
     use rcgen::{CertificateParams, KeyPair};
+
+    /// Both files read and matched, as config validation does.
+    fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, LoadError> {
+        certified_key(read_certs(cert)?, read_key(key)?, cert, key)
+    }
 
     /// A scratch directory removed on drop.
     struct Scratch(PathBuf);
@@ -435,7 +435,7 @@ mod tests {
             true,
         )
         .unwrap();
-        let der_a = handle.current().cert[0].clone();
+        let der_a = handle.resolver.current().cert[0].clone();
         assert!(!handle.reload_if_changed(), "nothing changed yet");
 
         // A cert whose key is not there yet (written one file at a time): refused, A stays.
@@ -443,7 +443,7 @@ mod tests {
         let cert_b_pem = self_signed(&key_b, "bb.example");
         std::fs::write(&cert, &cert_b_pem).unwrap();
         assert!(handle.reload_if_changed());
-        assert_eq!(handle.current().cert[0], der_a);
+        assert_eq!(handle.resolver.current().cert[0], der_a);
         assert_eq!(handle.reload_counts(), (0, 1));
         assert!(
             !handle.reload_if_changed(),
@@ -452,14 +452,14 @@ mod tests {
 
         std::fs::write(&key, &key_b).unwrap();
         assert!(handle.reload_if_changed());
-        let der_b = handle.current().cert[0].clone();
+        let der_b = handle.resolver.current().cert[0].clone();
         assert_ne!(der_b, der_a);
         assert_eq!(handle.reload_counts(), (1, 1));
 
         // Garbage replacement: B stays.
         std::fs::write(&cert, "garbage").unwrap();
         assert!(handle.reload_if_changed());
-        assert_eq!(handle.current().cert[0], der_b);
+        assert_eq!(handle.resolver.current().cert[0], der_b);
         assert!(handle.reload().is_err());
     }
 

@@ -23,6 +23,7 @@
 //! `users.rs` the users file; `state.rs` sessions, counters, fault;
 //! `handlers.rs` routing and answers.
 
+pub mod embedded;
 mod handlers;
 mod state;
 mod users;
