@@ -20,6 +20,7 @@
 //! - [`tls`]: TLS termination for the public listener, certificate rotation.
 //! - [`pipeline`]: the request pipeline, in order, in one place.
 //! - [`error`]: every failure and its HTTP response, in one table.
+//! - [`html`]: what browsers get instead (`Accept`, `Accept-Language`): error pages.
 //! - [`session`]: cookies -> [`session::SessionKey`] (redacted).
 //! - [`cache`]: moka cache with per-entry TTL and coalesced misses.
 //! - [`idp`]: the [`idp::SessionProvider`] trait; [`idp::iid`] client and [`idp::wire`] types.
@@ -41,6 +42,7 @@ pub mod config;
 pub mod connector;
 pub mod dev;
 pub mod error;
+pub mod html;
 pub mod idp;
 pub mod path;
 pub mod pipeline;
