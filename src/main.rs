@@ -34,6 +34,9 @@ fn main() -> ExitCode {
             ref users,
             ref api_key,
             expires_in,
+            ref app_origin,
+            ref id_cookie,
+            ref token_cookie,
         }) => {
             telemetry::init(LogFormat::Pretty, "info");
             let users = match users {
@@ -52,14 +55,36 @@ fn main() -> ExitCode {
                 expires_in,
                 users,
             };
+            let sign_in = match app_origin.as_deref().map(emulator::AppOrigin::parse) {
+                None => None,
+                Some(Ok(app_origin)) => Some(emulator::SignIn {
+                    app_origin,
+                    id_cookie: id_cookie.clone(),
+                    token_cookie: token_cookie.clone(),
+                }),
+                Some(Err(e)) => {
+                    eprintln!("--app-origin: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             block_on(1, async move {
                 let listener = TcpListener::bind(listen).await?;
+                let addr = listener.local_addr()?;
                 eprintln!(
-                    "IID emulator on http://{}{} (control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
-                    listener.local_addr()?,
+                    "IID emulator on http://{addr}{} (control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
                     emulator::BASE_PATH
                 );
-                emulator::run(listener, emulator::Emulator::new(cfg), shutdown_signal()).await
+                let emu = match sign_in {
+                    Some(s) => {
+                        eprintln!(
+                            "sign-in page on http://{addr}/login (returns to {})",
+                            s.app_origin.as_str()
+                        );
+                        emulator::Emulator::with_sign_in(cfg, s)
+                    }
+                    None => emulator::Emulator::new(cfg),
+                };
+                emulator::run(listener, emu, shutdown_signal()).await
             })
         }
         Some(Command::Loadtest {
