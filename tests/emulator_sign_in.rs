@@ -10,8 +10,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Method;
@@ -19,7 +18,6 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use sessiongate::dev::emulator::{self, AppOrigin, Emulator, EmulatorConfig, SignIn};
 use support::{Harness, Reply};
 use tokio::net::TcpListener;
-use tracing_subscriber::fmt::MakeWriter;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -160,36 +158,10 @@ async fn the_gateway_sends_browsers_to_the_page_and_the_page_sends_them_back() {
     );
 }
 
-/// Collects log lines in memory.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Lines {
-    type Writer = Lines;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn a_return_to_off_the_app_origin_lands_on_its_root_and_is_logged() {
     // Current-thread runtime: the emulator logs on this thread's subscriber.
-    let lines = Lines::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_writer(lines.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (lines, _guard) = support::logs::capture();
 
     let h = Harness::builder().sign_in().start().await;
     let root = format!("http://{}/", h.addr);
@@ -212,16 +184,15 @@ async fn a_return_to_off_the_app_origin_lands_on_its_root_and_is_logged() {
         assert_eq!(set_cookies(&r).len(), 2, "still signed in: {return_to:?}");
     }
 
-    let logged: Vec<String> = String::from_utf8(lines.0.lock().unwrap().clone())
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let logged: Vec<String> = lines
+        .events()
+        .into_iter()
         .filter(|v| v["fields"]["reason"] == "return_to_rejected")
         .map(|v| v["fields"]["why"].as_str().unwrap().to_owned())
         .collect();
     let expected: Vec<&str> = rejected.iter().map(|(_, why)| *why).collect();
     assert_eq!(logged, expected);
-    let all = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let all = lines.text();
     assert!(
         !all.contains("evil.example"),
         "the value is not logged: {all}"

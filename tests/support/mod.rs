@@ -28,6 +28,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+pub mod browser;
+pub mod logs;
+pub mod system;
+
 /// API key the harness' emulator demands and the gateway sends.
 pub const API_KEY: &str = "test-api-key";
 
