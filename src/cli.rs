@@ -51,6 +51,16 @@ pub struct EmulatorArgs {
     /// Lifetime of new sessions in seconds.
     #[arg(long, default_value_t = 900)]
     pub expires_in: u64,
+    /// Serve the sign-in page at /login, returning browsers to this app
+    /// origin (http(s)://host[:port], the gateway's public address).
+    #[arg(long)]
+    pub app_origin: Option<String>,
+    /// Cookie the sign-in page sets to the session id (the gateway's session.id_cookie).
+    #[arg(long, default_value = "iid_session_id")]
+    pub id_cookie: String,
+    /// Cookie the sign-in page sets to the session token; "" sets none.
+    #[arg(long, default_value = "iid_session_token")]
+    pub token_cookie: String,
 }
 
 /// `sessiongate loadtest`.

@@ -16,7 +16,8 @@
 //! - `main.rs`, [`cli`], [`telemetry`]: the thin binary; [`app`]: production
 //!   wiring from config to serving listeners.
 //! - [`pipeline`]: the request path, read top to bottom: decide, then forward.
-//! - [`error`]: every failure and its HTTP response, in one table.
+//! - [`error`]: every failure and its HTTP response, in one table; [`html`]: the
+//!   same for browsers (`Accept: text/html`), as small error pages.
 //! - [`path`] (a leaf): path normalization; [`routes`]: the route table;
 //!   [`request_id`]: `x-request-id` kept or generated.
 //! - [`config`]: the serde mirror of the file (`raw`), validated per section
@@ -47,6 +48,7 @@ pub mod config;
 pub mod connector;
 pub mod dev;
 pub mod error;
+pub mod html;
 pub mod idp;
 pub mod path;
 pub mod pipeline;

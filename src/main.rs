@@ -116,14 +116,36 @@ fn run_emulator(args: EmulatorArgs) -> ExitCode {
         expires_in: args.expires_in,
         users,
     };
+    let sign_in = match args.app_origin.as_deref().map(emulator::AppOrigin::parse) {
+        None => None,
+        Some(Ok(app_origin)) => Some(emulator::SignIn {
+            app_origin,
+            id_cookie: args.id_cookie,
+            token_cookie: args.token_cookie,
+        }),
+        Some(Err(e)) => {
+            eprintln!("--app-origin: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     block_on(1, async move {
         let listener = TcpListener::bind(args.listen).await?;
+        let addr = listener.local_addr()?;
         eprintln!(
-            "IID emulator on http://{}{} (control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
-            listener.local_addr()?,
+            "IID emulator on http://{addr}{} (control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
             emulator::BASE_PATH
         );
-        emulator::run(listener, emulator::Emulator::new(cfg), shutdown_signal()).await
+        let emu = match sign_in {
+            Some(s) => {
+                eprintln!(
+                    "sign-in page on http://{addr}/login (returns to {})",
+                    s.app_origin.as_str()
+                );
+                emulator::Emulator::with_sign_in(cfg, s)
+            }
+            None => emulator::Emulator::new(cfg),
+        };
+        emulator::run(listener, emu, shutdown_signal()).await
     })
 }
 

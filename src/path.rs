@@ -10,6 +10,9 @@
 //! - rejected as ambiguous (400): `;` (path parameters, `..;/` tricks),
 //!   backslashes, encoded `/` `\` `;` `%` and control characters, and any
 //!   malformed escape — upstream servers disagree on what those mean.
+//!
+//! [`local_target`] is the rule for redirect targets (`return_to`): a path on
+//! this origin, never one a browser would read as another host.
 
 use std::borrow::Cow;
 
@@ -137,6 +140,57 @@ fn decode(b: &[u8]) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// Why a redirect target such as `return_to` is not a path on this origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotLocal {
+    /// No leading '/': an absolute URL (`https://evil`), or text that the
+    /// origin it is appended to would turn into a host (`@evil`).
+    #[error("not an absolute path")]
+    NotAbsolute,
+    /// `//evil`: a browser reads it as another host.
+    #[error("scheme-relative")]
+    SchemeRelative,
+    /// Browsers read `\` as `/`, so `/\evil` is `//evil`.
+    #[error("backslash")]
+    Backslash,
+    /// Browsers drop tabs and newlines (`/\t/evil` becomes `//evil`), and
+    /// other controls or spaces have no business in a redirect.
+    #[error("control character or space")]
+    ControlOrSpace,
+}
+
+impl NotLocal {
+    /// Stable log field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotLocal::NotAbsolute => "not_absolute",
+            NotLocal::SchemeRelative => "scheme_relative",
+            NotLocal::Backslash => "backslash",
+            NotLocal::ControlOrSpace => "control_or_space",
+        }
+    }
+}
+
+/// Checks that an already-decoded redirect target stays on this origin: it
+/// starts with exactly one '/', and holds no '\\', control character or
+/// whitespace. The one rule for every `return_to` the gateway and its
+/// emulator honour.
+pub fn local_target(target: &str) -> Result<(), NotLocal> {
+    if !target.starts_with('/') {
+        return Err(NotLocal::NotAbsolute);
+    }
+    if target.starts_with("//") {
+        return Err(NotLocal::SchemeRelative);
+    }
+    if target.contains('\\') {
+        return Err(NotLocal::Backslash);
+    }
+    if target.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(NotLocal::ControlOrSpace);
+    }
+    Ok(())
+}
+
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 fn hex(c: u8) -> Result<u8, PathError> {
@@ -196,5 +250,26 @@ mod tests {
             assert!(normalize_path(p).is_err(), "{p}");
         }
         assert_eq!(normalize_path("admin"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn local_targets_stay_on_the_origin() {
+        for ok in ["/", "/home?a=1", "/reports?q=%D8%AA", "/تقرير", "/a#b"] {
+            assert_eq!(local_target(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("https://evil.example", NotLocal::NotAbsolute),
+            ("evil", NotLocal::NotAbsolute),
+            ("@evil.example", NotLocal::NotAbsolute),
+            ("", NotLocal::NotAbsolute),
+            ("//evil.example", NotLocal::SchemeRelative),
+            ("/\\evil.example", NotLocal::Backslash),
+            ("/\t/evil.example", NotLocal::ControlOrSpace),
+            ("/\r\nSet-Cookie:x", NotLocal::ControlOrSpace),
+            ("/a b", NotLocal::ControlOrSpace),
+            ("/\u{0}", NotLocal::ControlOrSpace),
+        ] {
+            assert_eq!(local_target(bad), Err(why), "{bad:?}");
+        }
     }
 }

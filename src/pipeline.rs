@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, LOCATION, SET_COOKIE};
+use http::header::{LOCATION, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -23,8 +23,9 @@ use crate::auth::credential::{Credential, CredentialSource, Fingerprint, Found};
 use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
+use crate::html;
 use crate::idp::{IdpError, SessionProvider, Verdict};
-use crate::path::normalize_path;
+use crate::path::{local_target, normalize_path};
 use crate::proxy::{self, Forwarder, ResponseBody};
 use crate::request_id;
 use crate::routes::{Access, Route, RouteTable};
@@ -105,6 +106,8 @@ impl Gateway {
         let (mut parts, body) = req.into_parts();
         // One id follows the request upstream, back to the client and into the log.
         let request_id = request_id::ensure(&mut parts.headers);
+        // Read before the request moves on: an error answer is a page for browsers.
+        let prefs = html::Prefs::of(&parts.headers);
         // Cheap clones (shared bytes) so the access log can name the request after it moved on.
         let (method, uri) = (parts.method.clone(), parts.uri.clone());
         let mut log = Outcome::default();
@@ -124,7 +127,7 @@ impl Gateway {
                 ) {
                     tracing::warn!(failure = err.spec().reason, error = %err, "request failed");
                 }
-                err.to_response().map(Either::Right)
+                html::error_response(&err, prefs, Some(&request_id)).map(Either::Right)
             }
         };
         let mut resp = resp;
@@ -439,7 +442,11 @@ impl Gateway {
             remote = self.idp.logout(&key).await.map(|_| ());
         }
         let mut resp = match (remote, safe_return_to(parts.uri.query())) {
-            (Err(e), _) => GatewayError::Idp(e).to_response(),
+            (Err(e), _) => html::error_response(
+                &GatewayError::Idp(e),
+                html::Prefs::of(&parts.headers),
+                parts.headers.get(request_id::X_REQUEST_ID),
+            ),
             (Ok(()), Some(location)) => redirect(location),
             (Ok(()), None) => json_response(
                 StatusCode::OK,
@@ -506,11 +513,7 @@ impl Gateway {
         query: Option<&str>,
     ) -> Option<HeaderValue> {
         let login = self.login_url.as_deref()?;
-        let wants_html = headers
-            .get_all(ACCEPT)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|s| s.contains("text/html")));
-        if !wants_html {
+        if !html::wants_html(headers) {
             return None;
         }
         // `path` is normalized: it starts with exactly one '/', so it cannot
@@ -612,20 +615,18 @@ fn redirect(location: HeaderValue) -> Response<Full<Bytes>> {
     resp
 }
 
-/// `return_to` from a query string, only if it is a path on this host:
-/// starts with one '/', no '\\', no whitespace or control characters
-/// (browsers drop tabs and newlines, turning `/\t/evil` into `//evil`).
+/// `return_to` from a query string, only if it is a path on this host
+/// ([`local_target`]) and plain ASCII, as a `Location` must be.
 fn safe_return_to(query: Option<&str>) -> Option<HeaderValue> {
     let raw = query?
         .split('&')
         .find_map(|kv| kv.strip_prefix("return_to="))?;
     let plus_decoded = raw.replace('+', " ");
     let decoded = percent_decode_str(&plus_decoded).decode_utf8().ok()?;
-    let ok = decoded.starts_with('/')
-        && !decoded.starts_with("//")
-        && !decoded.contains('\\')
-        && decoded.chars().all(|c| c.is_ascii_graphic());
-    if !ok {
+    local_target(&decoded).ok()?;
+    // Visible ASCII only (HeaderValue would take raw UTF-8): non-ASCII text
+    // is refused here, not re-encoded.
+    if !decoded.is_ascii() {
         return None;
     }
     HeaderValue::from_str(&decoded).ok()
@@ -673,6 +674,7 @@ mod tests {
             "return_to=/%5Cevil.example",
             "return_to=/%09/evil.example",
             "return_to=evil",
+            "return_to=/%D8%AA",
             "other=1",
         ] {
             assert_eq!(ok(bad), None, "{bad}");

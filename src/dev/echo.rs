@@ -6,6 +6,8 @@
 //! - `GET /__echo/slow?ms=M`: waits M ms, then `slow`.
 //! - `GET /__echo/status?code=C`: status C, empty body.
 //! - `/__echo/plain`: `ok`, the cheapest answer, for benchmarks.
+//! - anything else from a browser (`Accept: text/html`): the demo app's page
+//!   ([`super::app_page`]), who the user is as the identity headers say.
 //! - anything else: JSON with the method, URI, headers, and the body's length
 //!   and FNV-1a 64 hash (read frame by frame, never held whole).
 //!
@@ -18,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -157,10 +159,25 @@ async fn handle(req: Request<Incoming>) -> Response<EchoBody> {
                 None => text(StatusCode::BAD_REQUEST, "code must be an HTTP status"),
             }
         }
+        _ if crate::html::wants_html(req.headers()) => app_page(req),
         _ => echo(req).await,
     };
     resp.headers_mut()
         .insert("x-echo", HeaderValue::from_static("1"));
+    resp
+}
+
+/// The demo app's page; never stored, since it shows one user's identity.
+fn app_page(req: Request<Incoming>) -> Response<EchoBody> {
+    let (parts, _body) = req.into_parts();
+    let page = super::app_page::render(&parts);
+    let mut resp = Response::new(EchoBody::Full(Full::new(Bytes::from(page))));
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 

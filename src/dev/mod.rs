@@ -2,6 +2,7 @@
 //! generator. Production code never imports this module; only `main.rs` and
 //! the tools themselves do.
 
+pub mod app_page;
 pub mod demo;
 pub mod echo;
 pub mod emulator;

@@ -22,11 +22,15 @@ use serde_json::Value;
 use sessiongate::app;
 use sessiongate::config::Config;
 use sessiongate::dev::echo;
-use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig};
+use sessiongate::dev::emulator::{self, AppOrigin, Emulator, EmulatorConfig, SignIn};
 use sessiongate::pipeline::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+
+pub mod browser;
+pub mod logs;
+pub mod system;
 
 /// API key the harness' emulator demands and the gateway sends.
 pub const API_KEY: &str = "test-api-key";
@@ -72,6 +76,7 @@ pub struct Builder {
     idp_base_url: Option<String>,
     upstream: Option<SocketAddr>,
     session_secs: u64,
+    sign_in: bool,
 }
 
 impl Default for Builder {
@@ -82,6 +87,7 @@ impl Default for Builder {
             idp_base_url: None,
             upstream: None,
             session_secs: 600,
+            sign_in: false,
         }
     }
 }
@@ -120,6 +126,13 @@ impl Builder {
         self
     }
 
+    /// The browser journey: the emulator serves its sign-in page, returning
+    /// to the gateway, and `session.login_url` points at that page.
+    pub fn sign_in(mut self) -> Self {
+        self.sign_in = true;
+        self
+    }
+
     /// Starts emulator, upstream and gateway.
     pub async fn start(self) -> Harness {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -131,19 +144,9 @@ impl Builder {
 
         let idp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let idp = idp_listener.local_addr().unwrap();
-        let emulator = Emulator::new(EmulatorConfig {
-            api_key: API_KEY.into(),
-            client_id: None,
-            expires_in: self.session_secs,
-            users: emulator::default_users(),
-        });
-        tokio::spawn(emulator::run(
-            idp_listener,
-            Arc::clone(&emulator),
-            async move {
-                let _ = stop_rx2.await;
-            },
-        ));
+        // Bound before the emulator starts: its sign-in page returns here.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway_addr = listener.local_addr().unwrap();
 
         let up_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = up_listener.local_addr().unwrap();
@@ -158,6 +161,10 @@ impl Builder {
             .unwrap_or_else(|| format!("http://{idp}{}", emulator::BASE_PATH));
         let mut toml = String::new();
         let mut sections = self.sections;
+        if self.sign_in {
+            let session_lines = sections.entry("session".into()).or_default();
+            session_lines.insert(0, format!("login_url = \"http://{idp}/login\""));
+        }
         let idp_lines = sections.entry("idp".into()).or_default();
         idp_lines.insert(0, format!("base_url = \"{base_url}\""));
         idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
@@ -169,8 +176,30 @@ impl Builder {
         toml.push_str(&self.routes.replace("{up}", &upstream.to_string()));
         let config = Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gateway_addr = listener.local_addr().unwrap();
+        let emulator_config = EmulatorConfig {
+            api_key: API_KEY.into(),
+            client_id: None,
+            expires_in: self.session_secs,
+            users: emulator::default_users(),
+        };
+        let emulator = if self.sign_in {
+            let sign_in = SignIn {
+                app_origin: AppOrigin::parse(&format!("http://{gateway_addr}")).unwrap(),
+                id_cookie: config.session.id_cookie.clone(),
+                token_cookie: config.session.token_cookie.clone(),
+            };
+            Emulator::with_sign_in(emulator_config, sign_in)
+        } else {
+            Emulator::new(emulator_config)
+        };
+        tokio::spawn(emulator::run(
+            idp_listener,
+            Arc::clone(&emulator),
+            async move {
+                let _ = stop_rx2.await;
+            },
+        ));
+
         let gateway = app::build_gateway(&config).unwrap();
         let serving = Arc::clone(&gateway);
         let serving =
@@ -354,6 +383,11 @@ impl Harness {
         self.request(Method::GET, path, headers, Bytes::new()).await
     }
 
+    /// The emulator's sign-in page, where `session.login_url` points with [`Builder::sign_in`].
+    pub fn sign_in_url(&self) -> String {
+        format!("http://{}/login", self.idp)
+    }
+
     /// Any request through the gateway, whole body in and out.
     pub async fn request(
         &self,
@@ -362,7 +396,19 @@ impl Harness {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(self.url(path));
+        self.request_url(method, &self.url(path), headers, body)
+            .await
+    }
+
+    /// Any request to any URL (the emulator's sign-in page, say), whole body in and out.
+    pub async fn request_url(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

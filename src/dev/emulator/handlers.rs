@@ -7,13 +7,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, HOST};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::sign_in;
 use super::state::{Credential, Emulator, Endpoint, Fault, SessionError};
 use super::BASE_PATH;
 use crate::idp::iid::wire;
@@ -86,6 +87,7 @@ enum Route {
     Stats,
     Fault,
     Sessions,
+    SignIn,
 }
 
 fn route(path: &str) -> Option<Route> {
@@ -103,6 +105,7 @@ fn route(path: &str) -> Option<Route> {
         "/__emulator/stats" => Some(Route::Stats),
         "/__emulator/fault" => Some(Route::Fault),
         "/__emulator/sessions" => Some(Route::Sessions),
+        "/login" => Some(Route::SignIn),
         _ => None,
     }
 }
@@ -116,6 +119,8 @@ pub(crate) async fn handle(emu: Arc<Emulator>, req: Request<Incoming>) -> Resp {
         Route::Create | Route::Session(_) | Route::Sessions => (Method::POST, "POST"),
         Route::Stats => (Method::GET, "GET"),
         Route::Fault => (Method::PUT, "PUT"),
+        // Two methods and HTML answers: handled apart from the JSON API.
+        Route::SignIn => return sign_in_page(&emu, req).await,
     };
     if req.method() != allowed {
         let mut resp = envelope(
@@ -157,7 +162,36 @@ pub(crate) async fn handle(emu: Arc<Emulator>, req: Request<Incoming>) -> Resp {
             Ok(body) => create(&emu, &body),
             Err(resp) => resp,
         },
+        Route::SignIn => sign_in_page(&emu, req).await,
     }
+}
+
+/// `/login`: the page (GET) and the choice of a user (POST).
+async fn sign_in_page(emu: &Emulator, req: Request<Incoming>) -> Resp {
+    let Some(cfg) = emu.sign_in() else {
+        let resp = sign_in::text(
+            StatusCode::NOT_FOUND,
+            "no sign-in page: start the emulator with --app-origin\n",
+        );
+        return resp.map(EmuBody::Full);
+    };
+    let resp = match *req.method() {
+        Method::GET | Method::HEAD => sign_in::page(emu, cfg, req.uri().query()),
+        Method::POST => {
+            let host = req.headers().get(HOST).cloned();
+            match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(form) => sign_in::submit(emu, cfg, host.as_ref(), &form.to_bytes()),
+                Err(_) => sign_in::text(StatusCode::BAD_REQUEST, "cannot read the form\n"),
+            }
+        }
+        _ => {
+            let mut resp = sign_in::text(StatusCode::METHOD_NOT_ALLOWED, "GET or POST\n");
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
+            resp
+        }
+    };
+    resp.map(EmuBody::Full)
 }
 
 /// The 401 for wrong integration credentials; calls refused here are not counted

@@ -19,12 +19,18 @@
 //! - `POST /__emulator/sessions` with `{"profileId": 518, "expires_in": 60}`:
 //!   the same answer as create, handy for curl and the demo.
 //!
+//! # Sign-in page
+//! With [`Emulator::with_sign_in`], `GET /login?return_to=…` is the IdP's
+//! sign-in page for browsers, and choosing a user there creates a session,
+//! sets the gateway's cookies and returns to the app (see `sign_in.rs`).
+//!
 //! # Layout
 //! `users.rs` the users file; `state.rs` sessions, counters, fault;
-//! `handlers.rs` routing and answers.
+//! `handlers.rs` routing and answers; `sign_in.rs` the sign-in page.
 
 pub mod embedded;
 mod handlers;
+mod sign_in;
 mod state;
 mod users;
 
@@ -39,6 +45,7 @@ use tokio::net::TcpListener;
 
 use crate::server::{serve, ServeOptions};
 
+pub use sign_in::{AppOrigin, InvalidAppOrigin, SignIn};
 pub use state::{Emulator, Fault, Stats};
 pub use users::{default_users, load_users, EmulatorError, User};
 

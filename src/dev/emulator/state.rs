@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
+use super::sign_in::SignIn;
 use super::users::{profile_key, User};
 use super::EmulatorConfig;
 use crate::idp::iid::wire;
@@ -114,6 +115,10 @@ pub struct Emulator {
     client_id: Option<String>,
     expires_in: u64,
     users: HashMap<String, Arc<User>>,
+    /// The users in file order, as the sign-in page lists them.
+    roster: Vec<Arc<User>>,
+    /// The sign-in page, when the emulator plays the IdP for browsers too.
+    sign_in: Option<SignIn>,
     sessions: Mutex<Sessions>,
     fault: Mutex<Fault>,
     counters: Counters,
@@ -150,13 +155,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Emulator {
     /// Builds the shared state from `cfg`; users without a profile id are skipped.
     pub fn new(cfg: EmulatorConfig) -> Arc<Emulator> {
+        Self::build(cfg, None)
+    }
+
+    /// Like [`Emulator::new`], and also serves the sign-in page for browsers.
+    /// Separate from [`EmulatorConfig`] so the IdP-only setups stay as they are.
+    pub fn with_sign_in(cfg: EmulatorConfig, sign_in: SignIn) -> Arc<Emulator> {
+        Self::build(cfg, Some(sign_in))
+    }
+
+    fn build(cfg: EmulatorConfig, sign_in: Option<SignIn>) -> Arc<Emulator> {
         let mut users = HashMap::new();
+        let mut roster = Vec::new();
         for user in cfg.users {
             match user.key() {
                 Some(key) => {
-                    if users.insert(key.clone(), Arc::new(user)).is_some() {
+                    let user = Arc::new(user);
+                    if users.insert(key.clone(), Arc::clone(&user)).is_some() {
                         tracing::warn!(profile_id = %key, "duplicate emulator user, last one wins");
+                        roster.retain(|u: &Arc<User>| u.key().as_deref() != Some(key.as_str()));
                     }
+                    roster.push(user);
                 }
                 None => tracing::warn!("emulator user without profile.profileId skipped"),
             }
@@ -166,6 +185,8 @@ impl Emulator {
             client_id: cfg.client_id,
             expires_in: cfg.expires_in.min(MAX_LIFETIME_SECS),
             users,
+            roster,
+            sign_in,
             sessions: Mutex::new(Sessions {
                 map: HashMap::new(),
                 next_purge: Instant::now() + PURGE_EVERY,
@@ -208,6 +229,16 @@ impl Emulator {
             session_token,
             expires_in: secs,
         })
+    }
+
+    /// The users, in the order of the users file.
+    pub(crate) fn roster(&self) -> &[Arc<User>] {
+        &self.roster
+    }
+
+    /// The sign-in page's settings, if it is served.
+    pub(crate) fn sign_in(&self) -> Option<&SignIn> {
+        self.sign_in.as_ref()
     }
 
     /// Current counter values.
