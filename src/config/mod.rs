@@ -407,9 +407,10 @@ impl Config {
             return Err(ConfigError::Missing(path.display().to_string()));
         }
         let figment = Figment::new().merge(Toml::file(path)).merge(
-            // SESSIONGATE_CONFIG names the file itself, it is not a setting.
+            // SESSIONGATE_CONFIG names the file itself, it is not a setting;
+            // SESSIONGATE_REQUIRE_SYSTEM_TESTS is the test suite's (scripts/test).
             Env::prefixed("SESSIONGATE_")
-                .ignore(&["config"])
+                .ignore(&["config", "require_system_tests"])
                 .split("__"),
         );
         Self::from_figment(figment)
