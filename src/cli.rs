@@ -39,6 +39,9 @@ pub enum Command {
 /// `sessiongate emulator`.
 #[derive(Debug, Args)]
 pub struct EmulatorArgs {
+    /// Which session API to emulate.
+    #[arg(long, value_enum, default_value_t = EmulatedProvider::Iid)]
+    pub provider: EmulatedProvider,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9001")]
     pub listen: SocketAddr,
@@ -51,6 +54,15 @@ pub struct EmulatorArgs {
     /// Lifetime of new sessions in seconds.
     #[arg(long, default_value_t = 900)]
     pub expires_in: u64,
+}
+
+/// `sessiongate emulator --provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmulatedProvider {
+    /// IID child sessions (`/middleware/api/external/sso/session/*`).
+    Iid,
+    /// EnOS IAM (`/enos-iam-service/v2.0/session/info`); `--api-key` is ignored.
+    Enos,
 }
 
 /// `sessiongate loadtest`.

@@ -8,11 +8,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
 use crate::config::{IdpConfig, ProviderConfig};
+use crate::connector::Connector;
 
+pub mod enos;
 pub mod iid;
 
 /// Why a provider client could not be built.
@@ -21,12 +28,16 @@ pub enum BuildError {
     /// The IID client.
     #[error(transparent)]
     Iid(#[from] iid::BuildError),
+    /// The EnOS IAM client.
+    #[error(transparent)]
+    Enos(#[from] enos::BuildError),
 }
 
 /// The provider `[idp] provider` names, ready to be called.
 pub fn build(cfg: &IdpConfig) -> Result<Arc<dyn SessionProvider>, BuildError> {
     Ok(match &cfg.provider {
         ProviderConfig::Iid(own) => Arc::new(iid::IidClient::new(cfg, own)?),
+        ProviderConfig::Enos(_) => Arc::new(enos::EnosClient::new(cfg)?),
     })
 }
 
@@ -93,4 +104,64 @@ pub trait SessionProvider: Send + Sync + 'static {
     /// Which lists (roles, permissions) this provider reports, so headers and
     /// route checks only rely on what it can deliver.
     fn carries(&self) -> Carries;
+}
+
+/// Largest IdP answer read; a bigger one is a bad answer, not a memory problem.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Sends `req` and reads the whole answer; `timeout` covers connect to last
+/// body byte. Shared by every provider so they classify transport failures alike.
+pub(crate) async fn exchange(
+    client: &Client<Connector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), IdpError> {
+    let exchange = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| IdpError::Unavailable(describe(&e)))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    IdpError::BadAnswer(format!("answer larger than {MAX_ANSWER_BYTES} bytes"))
+                } else {
+                    IdpError::Unavailable(format!("reading answer: {e}"))
+                }
+            })?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| IdpError::Timeout)?
+}
+
+/// Where a body failed to parse, without quoting it: serde's messages can
+/// include values from the answer, and an answer may echo a session id.
+pub(crate) fn describe_json(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// Error text without URIs' user-info or request details.
+pub(crate) fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error as _;
+    let mut text = if e.is_connect() {
+        "connect failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    if let Some(src) = e.source() {
+        text.push_str(": ");
+        text.push_str(&src.to_string());
+    }
+    text
 }

@@ -22,7 +22,9 @@ use serde_json::Value;
 use sessiongate::app;
 use sessiongate::config::Config;
 use sessiongate::dev::echo;
+use sessiongate::dev::emulator::enos::{self, EnosEmulator};
 use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig};
+use sessiongate::idp::enos::wire as enos_wire;
 use sessiongate::pipeline::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -72,6 +74,7 @@ pub struct Builder {
     idp_base_url: Option<String>,
     upstream: Option<SocketAddr>,
     session_secs: u64,
+    enos: bool,
 }
 
 impl Default for Builder {
@@ -82,6 +85,7 @@ impl Default for Builder {
             idp_base_url: None,
             upstream: None,
             session_secs: 600,
+            enos: false,
         }
     }
 }
@@ -120,6 +124,13 @@ impl Builder {
         self
     }
 
+    /// Uses `idp.provider = "enos"` against the EnOS emulator (instead of IID
+    /// against the IID emulator, which still runs, unused).
+    pub fn enos(mut self) -> Self {
+        self.enos = true;
+        self
+    }
+
     /// Starts emulator, upstream and gateway.
     pub async fn start(self) -> Harness {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -145,6 +156,21 @@ impl Builder {
             },
         ));
 
+        let mut stops = vec![];
+        let enos = if self.enos {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let enos = EnosEmulator::new(emulator::default_users(), self.session_secs);
+            let (tx, rx) = oneshot::channel::<()>();
+            stops.push(tx);
+            tokio::spawn(enos::run(l, Arc::clone(&enos), async move {
+                let _ = rx.await;
+            }));
+            Some((addr, enos))
+        } else {
+            None
+        };
+
         let up_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = up_listener.local_addr().unwrap();
         tokio::spawn(echo::run(up_listener, async move {
@@ -152,15 +178,19 @@ impl Builder {
         }));
         let upstream = self.upstream.unwrap_or(echo_addr);
 
-        let base_url = self
-            .idp_base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{idp}{}", emulator::BASE_PATH));
+        let base_url = self.idp_base_url.clone().unwrap_or_else(|| match &enos {
+            Some((addr, _)) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
+            None => format!("http://{idp}{}", emulator::BASE_PATH),
+        });
         let mut toml = String::new();
         let mut sections = self.sections;
         let idp_lines = sections.entry("idp".into()).or_default();
         idp_lines.insert(0, format!("base_url = \"{base_url}\""));
-        idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
+        if self.enos {
+            idp_lines.insert(0, "provider = \"enos\"".into());
+        } else {
+            idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
+        }
         let server_lines = sections.entry("server".into()).or_default();
         server_lines.insert(0, "listen = \"127.0.0.1:0\"".into());
         for (section, lines) in &sections {
@@ -182,11 +212,15 @@ impl Builder {
             echo: echo_addr,
             idp,
             emulator,
+            enos,
             gateway,
             client: Client::builder(TokioExecutor::new()).build_http(),
             serving,
             gateway_stop: Some(stop_tx),
-            _stops: vec![stop_tx2, stop_tx3],
+            _stops: {
+                stops.extend([stop_tx2, stop_tx3]);
+                stops
+            },
         }
     }
 }
@@ -203,6 +237,8 @@ pub struct Harness {
     pub idp: SocketAddr,
     /// Emulator state: create sessions, read call counts, inject faults.
     pub emulator: Arc<Emulator>,
+    /// With [`Builder::enos`]: the EnOS emulator's address and state.
+    pub enos: Option<(SocketAddr, Arc<EnosEmulator>)>,
     /// The gateway itself (cache introspection).
     pub gateway: Arc<Gateway>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -342,6 +378,19 @@ impl Harness {
             "iid_session_id={}; iid_session_token={}",
             s.session_id, s.session_token
         )
+    }
+
+    /// The EnOS emulator (panics unless built with [`Builder::enos`]).
+    pub fn enos(&self) -> &EnosEmulator {
+        &self.enos.as_ref().expect("built with Builder::enos").1
+    }
+
+    /// Logs `profile` in at the EnOS emulator; returns the bearer token.
+    pub fn enos_token(&self, profile: &str, secs: Option<u64>) -> String {
+        self.enos()
+            .create_session(profile, secs)
+            .expect("user exists")
+            .token
     }
 
     /// IdP fetch calls so far.

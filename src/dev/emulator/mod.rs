@@ -24,6 +24,7 @@
 //! `handlers.rs` routing and answers.
 
 pub mod embedded;
+pub mod enos;
 mod handlers;
 mod state;
 mod users;
