@@ -84,3 +84,36 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
         emulator: Emulated::Iid(emulator),
     }))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::auth::credential::Credential;
+    use crate::idp::{build, Verdict};
+
+    #[tokio::test]
+    async fn emulate_with_enos_starts_the_enos_emulator_and_points_the_client_at_it() {
+        let mut cfg = Config::from_toml_str(
+            "[idp]\nprovider = \"enos\"\nemulate = true\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n",
+        )
+        .unwrap();
+        let embedded = start(&mut cfg).await.unwrap().unwrap();
+        let Emulated::Enos(enos) = &embedded.emulator else {
+            panic!("not the EnOS emulator")
+        };
+        assert_eq!(
+            cfg.idp.base_url,
+            format!("http://{}/enos-iam-service", embedded.addr)
+        );
+        let token = enos.create_session("518", None).unwrap().token;
+        let client = build(&cfg.idp).unwrap();
+        let verdict = client.fetch(&Credential::new(&token, "")).await.unwrap();
+        let Verdict::Valid { identity, .. } = verdict else {
+            panic!("not valid: {verdict:?}")
+        };
+        assert_eq!(identity.subject, "u518");
+        assert_eq!(enos.stats().fetch, 1);
+    }
+}
