@@ -417,3 +417,46 @@ async fn logout_revokes_locally_without_calling_the_idp() {
     assert_refused(&r, 401, "invalid_session");
     assert_eq!(h.enos().stats().fetch, 1, "refused by the local revocation");
 }
+
+#[tokio::test]
+async fn the_emulator_control_surface_works_over_http() {
+    let h = enos().await;
+    let addr = h.enos.as_ref().unwrap().0;
+    let created = support::raw_exchange(
+        addr,
+        b"POST /__emulator/sessions HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 37\r\n\r\n{\"profileId\": \"518\", \"expiresIn\": 60}",
+    )
+    .await;
+    let created = Reply::parse_raw(&created);
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let token = created.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(created.json()["expiresIn"], 60);
+
+    let fault = br#"{"kind":"status","status":503}"#;
+    let mut req = format!(
+        "POST /__emulator/fault HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        fault.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(fault);
+    let set = Reply::parse_raw(&support::raw_exchange(addr, &req).await);
+    assert_eq!(set.status, 204);
+    let r = h.get("/x", &[("cookie", &cookie(&token))]).await;
+    assert_refused(&r, 503, "idp_unavailable");
+
+    let stats = Reply::parse_raw(
+        &support::raw_exchange(
+            addr,
+            b"GET /__emulator/stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    assert_eq!(stats.status, 200);
+    let stats = stats.json();
+    assert_eq!(stats["fetch"], 1);
+    assert_eq!(stats["lastRequest"]["method"], "POST");
+    assert_eq!(
+        stats["lastRequest"]["headers"]["authorization"][0],
+        format!("Bearer {token}")
+    );
+}

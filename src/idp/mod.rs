@@ -165,3 +165,34 @@ pub(crate) fn describe(e: &hyper_util::client::legacy::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Route checks at load time trust `ProviderConfig::reports_*`; the header
+    /// plan trusts `carries()`. They must agree for every provider.
+    #[test]
+    fn config_and_client_agree_on_what_each_provider_reports() {
+        for provider in ["iid", "enos"] {
+            let cfg = Config::from_toml_str(&format!(
+                "[idp]\nprovider = \"{provider}\"\n\
+                 [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n"
+            ))
+            .unwrap();
+            let carries = build(&cfg.idp).unwrap().carries();
+            assert_eq!(
+                carries.roles,
+                cfg.idp.provider.reports_roles(),
+                "{provider}"
+            );
+            assert_eq!(
+                carries.permissions,
+                cfg.idp.provider.reports_permissions(),
+                "{provider}"
+            );
+        }
+    }
+}
