@@ -48,7 +48,7 @@ pub struct EmulatorArgs {
     /// Users JSON file [default: the built-in config/users.json].
     #[arg(long)]
     pub users: Option<PathBuf>,
-    /// Required X-IID-API-KEY; empty accepts any.
+    /// Required X-IID-API-KEY; empty accepts any (IID only).
     #[arg(long, default_value = "")]
     pub api_key: String,
     /// Lifetime of new sessions in seconds.

@@ -99,7 +99,7 @@ fn check(cli: &Cli) -> ExitCode {
     }
 }
 
-/// `emulator`: a standalone IID-compatible session server.
+/// `emulator`: a standalone IID- (default) or EnOS-compatible session server.
 fn run_emulator(args: EmulatorArgs) -> ExitCode {
     telemetry::init(LogFormat::Pretty, "info");
     let users = match &args.users {

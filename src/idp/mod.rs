@@ -1,7 +1,9 @@
 //! Identity providers: the [`SessionProvider`] trait the gateway depends on,
 //! [`build`] to pick one from `[idp]`, and one folder per provider, each with
-//! the wire types it shares with its emulator. IID child sessions are the
-//! first; the other session APIs in the seeds slot in beside it.
+//! the wire types it shares with its emulator: IID child sessions (`iid`)
+//! and EnOS IAM sessions (`enos`); the other session APIs in the seeds slot in
+//! beside them. `exchange` is the one HTTP round trip they all share, so
+//! transport failures and timeouts classify alike.
 
 use std::future::Future;
 use std::pin::Pin;

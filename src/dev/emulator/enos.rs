@@ -8,7 +8,7 @@
 //! unknown token; 200 `fail: true, status: 30404` for an expired one.
 //! Users come from the users file (config/users.json): user id `u<profileId>`,
 //! name, e-mail and phone from the profile; organization ids and names are
-//! invented (`o<profileId>`, "Example Organization <profileId>").
+//! invented (`o<profileId>`, `"Example Organization <profileId>"`).
 //!
 //! # Control surface (never counted, never faulted)
 //! - `GET /__emulator/stats`: [`EnosStats`]: fetch count and the last

@@ -21,7 +21,8 @@
 //!
 //! # Layout
 //! `users.rs` the users file; `state.rs` sessions, counters, fault;
-//! `handlers.rs` routing and answers.
+//! `handlers.rs` routing and answers; `enos.rs` the EnOS IAM emulator (same
+//! users, same [`Fault`] and body helpers); `embedded.rs` `idp.emulate`.
 
 pub mod embedded;
 pub mod enos;
