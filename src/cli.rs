@@ -39,13 +39,16 @@ pub enum Command {
 /// `sessiongate emulator`.
 #[derive(Debug, Args)]
 pub struct EmulatorArgs {
+    /// Which session API to emulate.
+    #[arg(long, value_enum, default_value_t = EmulatedProvider::Iid)]
+    pub provider: EmulatedProvider,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9001")]
     pub listen: SocketAddr,
     /// Users JSON file [default: the built-in config/users.json].
     #[arg(long)]
     pub users: Option<PathBuf>,
-    /// Required X-IID-API-KEY; empty accepts any.
+    /// Required X-IID-API-KEY; empty accepts any (IID only).
     #[arg(long, default_value = "")]
     pub api_key: String,
     /// Lifetime of new sessions in seconds.
@@ -61,6 +64,15 @@ pub struct EmulatorArgs {
     /// Cookie the sign-in page sets to the session token; "" sets none.
     #[arg(long, default_value = "iid_session_token")]
     pub token_cookie: String,
+}
+
+/// `sessiongate emulator --provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmulatedProvider {
+    /// IID child sessions (`/middleware/api/external/sso/session/*`).
+    Iid,
+    /// EnOS IAM (`/enos-iam-service/v2.0/session/info`); `--api-key` is ignored.
+    Enos,
 }
 
 /// `sessiongate loadtest`.

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sessiongate::cli::{Cli, Command, DemoArgs, EmulatorArgs, LoadtestArgs, UpstreamArgs};
+use sessiongate::cli::{
+    Cli, Command, DemoArgs, EmulatedProvider, EmulatorArgs, LoadtestArgs, UpstreamArgs,
+};
 use sessiongate::config::{Config, LogFormat};
 use sessiongate::dev::{demo, echo, emulator, loadtest};
 use sessiongate::{app, telemetry};
@@ -97,7 +99,7 @@ fn check(cli: &Cli) -> ExitCode {
     }
 }
 
-/// `emulator`: a standalone IID-compatible session server.
+/// `emulator`: a standalone IID- (default) or EnOS-compatible session server.
 fn run_emulator(args: EmulatorArgs) -> ExitCode {
     telemetry::init(LogFormat::Pretty, "info");
     let users = match &args.users {
@@ -110,6 +112,18 @@ fn run_emulator(args: EmulatorArgs) -> ExitCode {
         },
         None => emulator::default_users(),
     };
+    if args.provider == EmulatedProvider::Enos {
+        let enos = emulator::enos::EnosEmulator::new(users, args.expires_in);
+        return block_on(1, async move {
+            let listener = TcpListener::bind(args.listen).await?;
+            eprintln!(
+                "EnOS emulator on http://{}{} (control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
+                listener.local_addr()?,
+                sessiongate::idp::enos::wire::SERVICE_PATH
+            );
+            emulator::enos::run(listener, enos, shutdown_signal()).await
+        });
+    }
     let cfg = emulator::EmulatorConfig {
         api_key: args.api_key,
         client_id: None,

@@ -75,7 +75,7 @@ impl Gateway {
             credentials: CredentialSource {
                 id_cookie: cfg.session.id_cookie.clone(),
                 token_cookie: cfg.session.token_cookie.clone(),
-                bearer: false,
+                bearer: cfg.session.bearer,
             },
             routes,
             admin,

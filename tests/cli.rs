@@ -440,3 +440,86 @@ fn run_names_the_admin_listen_key_and_address_it_cannot_bind() {
 fn run_names_the_server_listen_key_and_address_it_cannot_bind() {
     run_fails_to_bind("server.listen");
 }
+
+#[test]
+fn check_rejects_roles_under_a_provider_that_reports_none() {
+    let cfg = TempFile::new(
+        "enos-roles",
+        "toml",
+        "[idp]\nprovider = \"enos\"\n\n[[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n\n\
+         [[routes]]\nprefix = \"/admin/\"\nupstream = \"http://127.0.0.1:3000\"\npermissions = [\"P1\"]\n",
+    );
+    let mut cmd = sessiongate();
+    cmd.arg("check").arg("--config").arg(&cfg.0);
+    let out = finish(cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains(r#"routes[1].permissions: provider "enos" reports no permissions"#),
+        "{}",
+        out.stderr
+    );
+}
+
+/// One HTTP/1.1 exchange over a fresh connection; `None` while nothing listens.
+fn post(addr: SocketAddr, path: &str, headers: &str, body: &str) -> Option<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{headers}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn the_standalone_emulator_speaks_enos_with_provider_enos() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = sessiongate();
+    cmd.arg("emulator")
+        .arg("--provider")
+        .arg("enos")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = Running(cmd.spawn().unwrap());
+    let started = Instant::now();
+    let created = loop {
+        if let Some(answer) = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#) {
+            break answer;
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "emulator exited");
+        assert!(
+            started.elapsed() < PROCESS_DEADLINE,
+            "emulator never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let token = json["token"].as_str().unwrap();
+    let info = post(
+        addr,
+        "/enos-iam-service/v2.0/session/info",
+        &format!("authorization: Bearer {token}\r\ncontent-type: application/json\r\n"),
+        "{}",
+    )
+    .unwrap();
+    assert!(info.starts_with("HTTP/1.1 200"), "{info}");
+    assert!(info.contains(r#""id":"u518""#), "{info}");
+    let unknown = post(
+        addr,
+        "/enos-iam-service/v2.0/session/info",
+        "authorization: Bearer nope\r\n",
+        "{}",
+    )
+    .unwrap();
+    assert!(unknown.starts_with("HTTP/1.1 401"), "{unknown}");
+    assert!(unknown.contains("30401"), "{unknown}");
+}

@@ -45,6 +45,7 @@ async fn idp_verdict(h: &Harness, key: &Credential) -> Verdict {
         timeout: Duration::from_secs(10),
         emulate: false,
         ca: None,
+        headers: Default::default(),
         provider: ProviderConfig::Iid(own.clone()),
     };
     let client = IidClient::new(&cfg, &own).unwrap();

@@ -150,6 +150,8 @@ pub struct SessionConfig {
     pub login_url: Option<String>,
     /// Path the gateway answers itself to log the session out.
     pub logout_path: String,
+    /// Also accept `Authorization: Bearer <credential>` (the cookie wins when both are present).
+    pub bearer: bool,
 }
 
 /// `[idp]`: what every provider shares, and the chosen provider's own keys.
@@ -163,15 +165,65 @@ pub struct IdpConfig {
     pub emulate: bool,
     /// Trust only this CA bundle for an `https://` IdP (a private PKI).
     pub ca: Option<CaBundle>,
+    /// Static headers added to every IdP call (values are secrets).
+    pub headers: StaticHeaders,
     /// Which session API, with the keys only it reads.
     pub provider: ProviderConfig,
 }
 
+/// `[idp] headers`: validated names and values, in file order. Values are
+/// treated as secrets (API gateway keys): marked sensitive, and Debug shows
+/// only the names.
+#[derive(Clone, Default)]
+pub struct StaticHeaders(Vec<(http::HeaderName, http::HeaderValue)>);
+
+impl StaticHeaders {
+    /// Wraps validated pairs, marking every value sensitive.
+    pub fn new(pairs: Vec<(http::HeaderName, http::HeaderValue)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(name, mut value)| {
+                    value.set_sensitive(true);
+                    (name, value)
+                })
+                .collect(),
+        )
+    }
+
+    /// The pairs, for the one place that sends them.
+    pub fn iter(&self) -> impl Iterator<Item = (&http::HeaderName, &http::HeaderValue)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    /// Appends every pair to `headers`.
+    pub fn apply_to(&self, headers: &mut http::HeaderMap) {
+        for (name, value) in &self.0 {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+
+    /// True when none are configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for StaticHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(n, _)| (n.as_str(), "<redacted>")))
+            .finish()
+    }
+}
+
 /// `[idp] provider = "..."`, with the keys only that provider reads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderConfig {
     /// IID child sessions (seeds 000/001).
     Iid(IidConfig),
+    /// EnOS IAM "Get Session Information" (seed 002); no keys of its own.
+    Enos(EnosConfig),
 }
 
 impl ProviderConfig {
@@ -179,12 +231,34 @@ impl ProviderConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ProviderConfig::Iid(_) => IidConfig::PROVIDER,
+            ProviderConfig::Enos(_) => EnosConfig::PROVIDER,
         }
+    }
+
+    /// Whether the provider reports role codes, so a route requiring roles
+    /// can be refused at load time instead of denying every request.
+    pub fn reports_roles(&self) -> bool {
+        matches!(self, ProviderConfig::Iid(_))
+    }
+
+    /// Whether the provider reports permission codes.
+    pub fn reports_permissions(&self) -> bool {
+        matches!(self, ProviderConfig::Iid(_))
     }
 }
 
+/// EnOS IAM's own keys: none; the credential is the session cookie (or bearer
+/// token) and `[idp] headers` carries any API-gateway key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnosConfig {}
+
+impl EnosConfig {
+    /// The `idp.provider` value that selects EnOS IAM.
+    pub const PROVIDER: &'static str = "enos";
+}
+
 /// IID's own keys.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IidConfig {
     /// Sent as `X-IID-API-KEY`; redacted in Debug.
     pub api_key: Secret,
@@ -478,7 +552,9 @@ mod tests {
     "#;
 
     fn iid(c: &Config) -> &IidConfig {
-        let ProviderConfig::Iid(iid) = &c.idp.provider;
+        let ProviderConfig::Iid(iid) = &c.idp.provider else {
+            panic!("not iid")
+        };
         iid
     }
 

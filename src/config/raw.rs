@@ -2,6 +2,7 @@
 //! in from the `DEFAULT_*` constants, unknown keys rejected by name. Nothing
 //! here is checked; `validate` turns it into the runtime types.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -125,6 +126,7 @@ pub(super) struct RawSession {
     pub(super) login_url: String,
     #[serde(deserialize_with = "lenient_string")]
     pub(super) logout_path: String,
+    pub(super) bearer: bool,
 }
 
 impl Default for RawSession {
@@ -134,6 +136,7 @@ impl Default for RawSession {
             token_cookie: DEFAULT_TOKEN_COOKIE.into(),
             login_url: String::new(),
             logout_path: DEFAULT_LOGOUT_PATH.into(),
+            bearer: false,
         }
     }
 }
@@ -152,6 +155,8 @@ pub(super) struct RawIdp {
     pub(super) emulate: bool,
     #[serde(deserialize_with = "lenient_string")]
     pub(super) ca_file: String,
+    /// Static headers for every IdP call, checked by `validate`.
+    pub(super) headers: BTreeMap<String, String>,
     // Provider-specific keys.
     #[serde(deserialize_with = "lenient_option")]
     pub(super) api_key: Option<String>,
@@ -177,6 +182,7 @@ impl Default for RawIdp {
             timeout: duration_text(DEFAULT_IDP_TIMEOUT),
             emulate: false,
             ca_file: String::new(),
+            headers: BTreeMap::new(),
             // Provider defaults are applied by `validate`, once the provider is known.
             api_key: None,
             client_id: None,

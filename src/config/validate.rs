@@ -18,9 +18,9 @@ use super::raw::{
     RawTls, RawUpstream,
 };
 use super::{
-    AdminConfig, Auth, CaBundle, CacheConfig, Config, ConfigError, HeadersConfig, IdpConfig,
-    IidConfig, LogConfig, LogFormat, ProviderConfig, RouteConfig, Secret, ServerConfig,
-    SessionConfig, TlsConfig, Upstream, UpstreamClientConfig, UpstreamConfig,
+    AdminConfig, Auth, CaBundle, CacheConfig, Config, ConfigError, EnosConfig, HeadersConfig,
+    IdpConfig, IidConfig, LogConfig, LogFormat, ProviderConfig, RouteConfig, Secret, ServerConfig,
+    SessionConfig, StaticHeaders, TlsConfig, Upstream, UpstreamClientConfig, UpstreamConfig,
     DEFAULT_IID_CLIENT_ID,
 };
 use crate::server::pem;
@@ -65,7 +65,13 @@ impl RawConfig {
         let headers = headers(self.headers, &mut p);
         let log = log(self.log, &mut p);
         let admin = admin(self.admin, server.listen, &mut p);
-        let routes = routes(self.routes, &session, &mut upstream.clients, &mut p);
+        let routes = routes(
+            self.routes,
+            &session,
+            &idp.provider,
+            &mut upstream.clients,
+            &mut p,
+        );
         if !p.0.is_empty() {
             return Err(ConfigError::Invalid(p.0));
         }
@@ -191,6 +197,7 @@ fn session(raw: RawSession, p: &mut Problems) -> SessionConfig {
         token_cookie: raw.token_cookie,
         login_url: (!raw.login_url.is_empty()).then_some(raw.login_url),
         logout_path: raw.logout_path,
+        bearer: raw.bearer,
     }
 }
 
@@ -199,17 +206,78 @@ fn session(raw: RawSession, p: &mut Problems) -> SessionConfig {
 struct Provider {
     name: &'static str,
     keys: &'static [&'static str],
+    /// Headers the client sets itself (lowercase); `[idp] headers` may not
+    /// replace them, or a static value would silently override the credential.
+    own_headers: &'static [&'static str],
     build: fn(&RawIdp, &mut Problems) -> ProviderConfig,
 }
 
-const PROVIDERS: &[Provider] = &[Provider {
-    name: IidConfig::PROVIDER,
-    keys: &["api_key", "client_id"],
-    build: iid,
-}];
+const PROVIDERS: &[Provider] = &[
+    Provider {
+        name: IidConfig::PROVIDER,
+        keys: &["api_key", "client_id"],
+        own_headers: &["x-iid-api-key", "x-iid-client-id", "content-type", "accept"],
+        build: iid,
+    },
+    Provider {
+        name: EnosConfig::PROVIDER,
+        keys: &[],
+        own_headers: &["authorization", "content-type", "accept"],
+        build: |_, _| ProviderConfig::Enos(EnosConfig {}),
+    },
+];
+
+/// Headers that frame or route the request; hyper sets them, a static copy
+/// would corrupt the exchange.
+const FRAMING_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
+/// `[idp] headers`: every name and value must be sendable; errors name
+/// `idp.headers.NAME` but never echo the value, which is a secret.
+fn static_headers(
+    raw: &std::collections::BTreeMap<String, String>,
+    own: &[&str],
+    p: &mut Problems,
+) -> StaticHeaders {
+    let mut pairs = Vec::with_capacity(raw.len());
+    for (name, value) in raw {
+        let key = format!("idp.headers.{name}");
+        let Ok(header) = http::HeaderName::from_bytes(name.as_bytes()) else {
+            p.push(&key, "not a valid header name");
+            continue;
+        };
+        if FRAMING_HEADERS.contains(&header.as_str()) || own.contains(&header.as_str()) {
+            p.push(
+                &key,
+                "is set by the gateway itself and cannot be configured",
+            );
+            continue;
+        }
+        match http::HeaderValue::from_str(value) {
+            Ok(v) => pairs.push((header, v)),
+            Err(_) => p.push(&key, "value contains characters not allowed in a header"),
+        }
+    }
+    StaticHeaders::new(pairs)
+}
 
 fn idp(raw: RawIdp, p: &mut Problems) -> IdpConfig {
-    let provider = match PROVIDERS.iter().find(|known| known.name == raw.provider) {
+    let known = PROVIDERS.iter().find(|known| known.name == raw.provider);
+    let headers = static_headers(
+        &raw.headers,
+        known.map(|k| k.own_headers).unwrap_or_default(),
+        p,
+    );
+    let provider = match known {
         Some(known) => {
             foreign_keys(&raw.provider_keys(), known.name, known.keys, p);
             (known.build)(&raw, p)
@@ -250,6 +318,7 @@ fn idp(raw: RawIdp, p: &mut Problems) -> IdpConfig {
             "" => None,
             path => ca_bundle(Path::new(path), "idp.ca_file", p),
         },
+        headers,
         provider,
     }
 }
@@ -382,6 +451,7 @@ fn admin(raw: RawAdmin, public: SocketAddr, p: &mut Problems) -> AdminConfig {
 fn routes(
     raw: Vec<RawRoute>,
     session: &SessionConfig,
+    provider: &ProviderConfig,
     clients: &mut Vec<UpstreamClientConfig>,
     p: &mut Problems,
 ) -> Vec<RouteConfig> {
@@ -442,11 +512,25 @@ fn routes(
         if auth == Auth::Public && (!r.permissions.is_empty() || !r.roles.is_empty()) {
             p.push(&key, "a public route cannot require permissions or roles");
         }
-        for (field, list) in [("permissions", &r.permissions), ("roles", &r.roles)] {
+        for (field, list, reported) in [
+            (
+                "permissions",
+                &r.permissions,
+                provider.reports_permissions(),
+            ),
+            ("roles", &r.roles, provider.reports_roles()),
+        ] {
             if list.iter().any(|v| v.is_empty() || v.contains(',')) {
                 p.push(
                     &format!("{key}.{field}"),
                     "entries must be non-empty and contain no ','",
+                );
+            }
+            if !list.is_empty() && !reported {
+                // Every request would be denied: a config mistake, not a policy.
+                p.push(
+                    &format!("{key}.{field}"),
+                    format_args!("provider {:?} reports no {field}", provider.name()),
                 );
             }
         }
@@ -559,7 +643,7 @@ mod tests {
     fn unknown_provider_lists_the_known_ones() {
         let err = error_of(&format!("[idp]\nprovider = \"okta\"\n{ROUTE}"));
         assert!(
-            err.contains(r#"idp.provider: unknown provider "okta" (supported: "iid")"#),
+            err.contains(r#"idp.provider: unknown provider "okta" (supported: "iid", "enos")"#),
             "{err}"
         );
     }
@@ -571,7 +655,9 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.idp.provider.name(), "iid");
-        let ProviderConfig::Iid(iid) = &c.idp.provider;
+        let ProviderConfig::Iid(iid) = &c.idp.provider else {
+            panic!("not iid")
+        };
         assert_eq!(iid.api_key.expose(), "k");
         assert_eq!(iid.client_id, "APP");
     }
@@ -597,6 +683,78 @@ mod tests {
                 assert!(known.contains(key), "{}: {key}", provider.name);
             }
         }
+    }
+
+    #[test]
+    fn session_bearer_defaults_off() {
+        assert!(!Config::from_toml_str(ROUTE).unwrap().session.bearer);
+        let c = Config::from_toml_str(&format!("[session]\nbearer = true\n{ROUTE}")).unwrap();
+        assert!(c.session.bearer);
+    }
+
+    #[test]
+    fn enos_has_no_own_keys_and_refuses_iid_keys() {
+        let c = Config::from_toml_str(&format!("[idp]\nprovider = \"enos\"\n{ROUTE}")).unwrap();
+        assert_eq!(c.idp.provider, ProviderConfig::Enos(EnosConfig {}));
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"enos\"\napi_key = \"k\"\n{ROUTE}"
+        ));
+        assert!(
+            err.contains(r#"idp.api_key: not a key of provider "enos""#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn idp_headers_are_checked_and_never_echoed() {
+        let c = Config::from_toml_str(&format!(
+            "[idp]\nheaders = {{ \"X-Gateway-Key\" = \"s3cret-value\" }}\n{ROUTE}"
+        ))
+        .unwrap();
+        let pairs: Vec<_> = c.idp.headers.iter().collect();
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].0.as_str(), "x-gateway-key");
+        assert!(pairs[0].1.is_sensitive());
+        let debug = format!("{:?}", c.idp);
+        assert!(
+            !debug.contains("s3cret-value") && debug.contains("x-gateway-key"),
+            "{debug}"
+        );
+
+        let err = error_of(&format!(
+            "[idp]\nheaders = {{ \"bad name\" = \"v\", \"X-Ok\" = \"s3cret\\nvalue\", \"Host\" = \"h\", \"X-IID-API-KEY\" = \"k\" }}\n{ROUTE}"
+        ));
+        assert!(
+            err.contains("idp.headers.bad name: not a valid header name"),
+            "{err}"
+        );
+        assert!(err.contains("idp.headers.X-Ok: value contains"), "{err}");
+        assert!(
+            err.contains("idp.headers.Host: is set by the gateway"),
+            "{err}"
+        );
+        assert!(
+            err.contains("idp.headers.X-IID-API-KEY: is set by the gateway"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn roles_or_permissions_need_a_provider_that_reports_them() {
+        let routes = "[[routes]]\nprefix = \"/a/\"\nupstream = \"http://127.0.0.1:3000\"\n\
+            [[routes]]\nprefix = \"/b/\"\nupstream = \"http://127.0.0.1:3000\"\nroles = [\"R\"]\n\
+            [[routes]]\nprefix = \"/c/\"\nupstream = \"http://127.0.0.1:3000\"\npermissions = [\"P\"]\n";
+        let err = error_of(&format!("[idp]\nprovider = \"enos\"\n{routes}"));
+        assert!(
+            err.contains(r#"routes[1].roles: provider "enos" reports no roles"#),
+            "{err}"
+        );
+        assert!(
+            err.contains(r#"routes[2].permissions: provider "enos" reports no permissions"#),
+            "{err}"
+        );
+        assert!(Config::from_toml_str(routes).is_ok(), "iid reports both");
     }
 
     #[test]

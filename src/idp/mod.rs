@@ -1,18 +1,27 @@
 //! Identity providers: the [`SessionProvider`] trait the gateway depends on,
 //! [`build`] to pick one from `[idp]`, and one folder per provider, each with
-//! the wire types it shares with its emulator. IID child sessions are the
-//! first; the other session APIs in the seeds slot in beside it.
+//! the wire types it shares with its emulator: IID child sessions (`iid`)
+//! and EnOS IAM sessions (`enos`); the other session APIs in the seeds slot in
+//! beside them. `exchange` is the one HTTP round trip they all share, so
+//! transport failures and timeouts classify alike.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
 use crate::config::{IdpConfig, ProviderConfig};
+use crate::connector::Connector;
 
+pub mod enos;
 pub mod iid;
 
 /// Why a provider client could not be built.
@@ -21,12 +30,16 @@ pub enum BuildError {
     /// The IID client.
     #[error(transparent)]
     Iid(#[from] iid::BuildError),
+    /// The EnOS IAM client.
+    #[error(transparent)]
+    Enos(#[from] enos::BuildError),
 }
 
 /// The provider `[idp] provider` names, ready to be called.
 pub fn build(cfg: &IdpConfig) -> Result<Arc<dyn SessionProvider>, BuildError> {
     Ok(match &cfg.provider {
         ProviderConfig::Iid(own) => Arc::new(iid::IidClient::new(cfg, own)?),
+        ProviderConfig::Enos(_) => Arc::new(enos::EnosClient::new(cfg)?),
     })
 }
 
@@ -93,4 +106,95 @@ pub trait SessionProvider: Send + Sync + 'static {
     /// Which lists (roles, permissions) this provider reports, so headers and
     /// route checks only rely on what it can deliver.
     fn carries(&self) -> Carries;
+}
+
+/// Largest IdP answer read; a bigger one is a bad answer, not a memory problem.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Sends `req` and reads the whole answer; `timeout` covers connect to last
+/// body byte. Shared by every provider so they classify transport failures alike.
+pub(crate) async fn exchange(
+    client: &Client<Connector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), IdpError> {
+    let exchange = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| IdpError::Unavailable(describe(&e)))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    IdpError::BadAnswer(format!("answer larger than {MAX_ANSWER_BYTES} bytes"))
+                } else {
+                    IdpError::Unavailable(format!("reading answer: {e}"))
+                }
+            })?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| IdpError::Timeout)?
+}
+
+/// Where a body failed to parse, without quoting it: serde's messages can
+/// include values from the answer, and an answer may echo a session id.
+pub(crate) fn describe_json(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// Error text without URIs' user-info or request details.
+pub(crate) fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error as _;
+    let mut text = if e.is_connect() {
+        "connect failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    if let Some(src) = e.source() {
+        text.push_str(": ");
+        text.push_str(&src.to_string());
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Route checks at load time trust `ProviderConfig::reports_*`; the header
+    /// plan trusts `carries()`. They must agree for every provider.
+    #[test]
+    fn config_and_client_agree_on_what_each_provider_reports() {
+        for provider in ["iid", "enos"] {
+            let cfg = Config::from_toml_str(&format!(
+                "[idp]\nprovider = \"{provider}\"\n\
+                 [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n"
+            ))
+            .unwrap();
+            let carries = build(&cfg.idp).unwrap().carries();
+            assert_eq!(
+                carries.roles,
+                cfg.idp.provider.reports_roles(),
+                "{provider}"
+            );
+            assert_eq!(
+                carries.permissions,
+                cfg.idp.provider.reports_permissions(),
+                "{provider}"
+            );
+        }
+    }
 }

@@ -22,7 +22,9 @@ use serde_json::Value;
 use sessiongate::app;
 use sessiongate::config::Config;
 use sessiongate::dev::echo;
+use sessiongate::dev::emulator::enos::{self, EnosEmulator};
 use sessiongate::dev::emulator::{self, AppOrigin, Emulator, EmulatorConfig, SignIn};
+use sessiongate::idp::enos::wire as enos_wire;
 use sessiongate::pipeline::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -77,6 +79,7 @@ pub struct Builder {
     upstream: Option<SocketAddr>,
     session_secs: u64,
     sign_in: bool,
+    enos: bool,
 }
 
 impl Default for Builder {
@@ -88,6 +91,7 @@ impl Default for Builder {
             upstream: None,
             session_secs: 600,
             sign_in: false,
+            enos: false,
         }
     }
 }
@@ -133,6 +137,13 @@ impl Builder {
         self
     }
 
+    /// Uses `idp.provider = "enos"` against the EnOS emulator (instead of IID
+    /// against the IID emulator, which still runs, unused).
+    pub fn enos(mut self) -> Self {
+        self.enos = true;
+        self
+    }
+
     /// Starts emulator, upstream and gateway.
     pub async fn start(self) -> Harness {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -148,6 +159,21 @@ impl Builder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway_addr = listener.local_addr().unwrap();
 
+        let mut stops = vec![];
+        let enos = if self.enos {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let enos = EnosEmulator::new(emulator::default_users(), self.session_secs);
+            let (tx, rx) = oneshot::channel::<()>();
+            stops.push(tx);
+            tokio::spawn(enos::run(l, Arc::clone(&enos), async move {
+                let _ = rx.await;
+            }));
+            Some((addr, enos))
+        } else {
+            None
+        };
+
         let up_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = up_listener.local_addr().unwrap();
         tokio::spawn(echo::run(up_listener, async move {
@@ -155,10 +181,10 @@ impl Builder {
         }));
         let upstream = self.upstream.unwrap_or(echo_addr);
 
-        let base_url = self
-            .idp_base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{idp}{}", emulator::BASE_PATH));
+        let base_url = self.idp_base_url.clone().unwrap_or_else(|| match &enos {
+            Some((addr, _)) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
+            None => format!("http://{idp}{}", emulator::BASE_PATH),
+        });
         let mut toml = String::new();
         let mut sections = self.sections;
         if self.sign_in {
@@ -167,7 +193,11 @@ impl Builder {
         }
         let idp_lines = sections.entry("idp".into()).or_default();
         idp_lines.insert(0, format!("base_url = \"{base_url}\""));
-        idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
+        if self.enos {
+            idp_lines.insert(0, "provider = \"enos\"".into());
+        } else {
+            idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
+        }
         let server_lines = sections.entry("server".into()).or_default();
         server_lines.insert(0, "listen = \"127.0.0.1:0\"".into());
         for (section, lines) in &sections {
@@ -211,11 +241,15 @@ impl Builder {
             echo: echo_addr,
             idp,
             emulator,
+            enos,
             gateway,
             client: Client::builder(TokioExecutor::new()).build_http(),
             serving,
             gateway_stop: Some(stop_tx),
-            _stops: vec![stop_tx2, stop_tx3],
+            _stops: {
+                stops.extend([stop_tx2, stop_tx3]);
+                stops
+            },
         }
     }
 }
@@ -232,6 +266,8 @@ pub struct Harness {
     pub idp: SocketAddr,
     /// Emulator state: create sessions, read call counts, inject faults.
     pub emulator: Arc<Emulator>,
+    /// With [`Builder::enos`]: the EnOS emulator's address and state.
+    pub enos: Option<(SocketAddr, Arc<EnosEmulator>)>,
     /// The gateway itself (cache introspection).
     pub gateway: Arc<Gateway>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -371,6 +407,19 @@ impl Harness {
             "iid_session_id={}; iid_session_token={}",
             s.session_id, s.session_token
         )
+    }
+
+    /// The EnOS emulator (panics unless built with [`Builder::enos`]).
+    pub fn enos(&self) -> &EnosEmulator {
+        &self.enos.as_ref().expect("built with Builder::enos").1
+    }
+
+    /// Logs `profile` in at the EnOS emulator; returns the bearer token.
+    pub fn enos_token(&self, profile: &str, secs: Option<u64>) -> String {
+        self.enos()
+            .create_session(profile, secs)
+            .expect("user exists")
+            .token
     }
 
     /// IdP fetch calls so far.

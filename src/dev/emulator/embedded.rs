@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use super::enos::{self, EnosEmulator};
 use super::{default_users, run, Emulator, EmulatorConfig, BASE_PATH};
 use crate::config::{Config, ProviderConfig};
 
@@ -17,7 +18,16 @@ pub struct EmbeddedIdp {
     /// Where it listens (loopback, ephemeral port).
     pub addr: SocketAddr,
     /// Its state, to create sessions from the demo.
-    pub emulator: Arc<Emulator>,
+    pub emulator: Emulated,
+}
+
+/// Which emulator runs, by `idp.provider`.
+#[derive(Debug)]
+pub enum Emulated {
+    /// The IID child-session emulator.
+    Iid(Arc<Emulator>),
+    /// The EnOS IAM emulator.
+    Enos(Arc<EnosEmulator>),
 }
 
 /// Starts the in-process emulator when the config asks for it and points
@@ -26,10 +36,31 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
     if !cfg.idp.emulate {
         return Ok(None);
     }
-    // The emulator speaks IID; it checks the key the client will send.
-    let ProviderConfig::Iid(iid) = &cfg.idp.provider;
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
+    let iid = match &cfg.idp.provider {
+        ProviderConfig::Iid(iid) => iid,
+        ProviderConfig::Enos(_) => {
+            let enos = EnosEmulator::new(default_users(), EMBEDDED_SESSION_SECS);
+            let state = Arc::clone(&enos);
+            tokio::spawn(async move {
+                if let Err(e) = enos::run(listener, state, std::future::pending()).await {
+                    tracing::error!(error = %e, "embedded EnOS emulator stopped");
+                }
+            });
+            cfg.idp.base_url = format!("http://{addr}{}", crate::idp::enos::wire::SERVICE_PATH);
+            tracing::warn!(
+                emulator = %addr,
+                "idp.emulate = true: sessions are checked by the built-in EnOS emulator, not a real IdP; never use this in production. \
+                 Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": \"518\"}}'"
+            );
+            return Ok(Some(EmbeddedIdp {
+                addr,
+                emulator: Emulated::Enos(enos),
+            }));
+        }
+    };
+    // The emulator speaks IID; it checks the key the client will send.
     let emulator = Emulator::new(EmulatorConfig {
         api_key: iid.api_key.expose().to_owned(),
         client_id: None,
@@ -48,5 +79,41 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
         "idp.emulate = true: sessions are checked by the built-in IID emulator, not a real IdP; never use this in production. \
          Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": 518}}'"
     );
-    Ok(Some(EmbeddedIdp { addr, emulator }))
+    Ok(Some(EmbeddedIdp {
+        addr,
+        emulator: Emulated::Iid(emulator),
+    }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::auth::credential::Credential;
+    use crate::idp::{build, Verdict};
+
+    #[tokio::test]
+    async fn emulate_with_enos_starts_the_enos_emulator_and_points_the_client_at_it() {
+        let mut cfg = Config::from_toml_str(
+            "[idp]\nprovider = \"enos\"\nemulate = true\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n",
+        )
+        .unwrap();
+        let embedded = start(&mut cfg).await.unwrap().unwrap();
+        let Emulated::Enos(enos) = &embedded.emulator else {
+            panic!("not the EnOS emulator")
+        };
+        assert_eq!(
+            cfg.idp.base_url,
+            format!("http://{}/enos-iam-service", embedded.addr)
+        );
+        let token = enos.create_session("518", None).unwrap().token;
+        let client = build(&cfg.idp).unwrap();
+        let verdict = client.fetch(&Credential::new(&token, "")).await.unwrap();
+        let Verdict::Valid { identity, .. } = verdict else {
+            panic!("not valid: {verdict:?}")
+        };
+        assert_eq!(identity.subject, "u518");
+        assert_eq!(enos.stats().fetch, 1);
+    }
 }

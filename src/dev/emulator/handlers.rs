@@ -70,7 +70,7 @@ impl Body for EmuBody {
     }
 }
 
-type Resp = Response<EmuBody>;
+pub(crate) type Resp = Response<EmuBody>;
 
 /// The four calls that act on an existing session, all subject to faults.
 #[derive(Clone, Copy)]
@@ -398,7 +398,7 @@ fn desc(en: &str, ar: &str) -> wire::Desc {
     }
 }
 
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Resp {
+pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Resp {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut resp = Response::new(EmuBody::Full(Full::new(Bytes::from(bytes))));
@@ -418,7 +418,7 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Resp {
     }
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: &'static str) -> Resp {
+pub(crate) fn text(status: StatusCode, content_type: &'static str, body: &'static str) -> Resp {
     let mut resp = Response::new(EmuBody::Full(Full::new(Bytes::from_static(
         body.as_bytes(),
     ))));

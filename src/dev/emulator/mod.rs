@@ -26,9 +26,12 @@
 //!
 //! # Layout
 //! `users.rs` the users file; `state.rs` sessions, counters, fault;
-//! `handlers.rs` routing and answers; `sign_in.rs` the sign-in page.
+//! `handlers.rs` routing and answers; `sign_in.rs` the sign-in page; `enos.rs`
+//! the EnOS IAM emulator (same users, same [`Fault`] and body helpers);
+//! `embedded.rs` `idp.emulate`.
 
 pub mod embedded;
+pub mod enos;
 mod handlers;
 mod sign_in;
 mod state;

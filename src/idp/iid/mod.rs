@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
@@ -20,15 +20,12 @@ use serde_json::{Map, Value};
 pub mod wire;
 
 use self::wire::{ChildSession, CommonResponse, SessionRequest};
-use super::{BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
+use super::{describe_json, BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
-use crate::config::{IdpConfig, IidConfig};
+use crate::config::{IdpConfig, IidConfig, StaticHeaders};
 use crate::connector::{self, Connector};
-
-/// Largest IdP answer read; a bigger one is a bad answer, not a memory problem.
-pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Client for the IID child-session API.
 pub struct IidClient {
@@ -37,6 +34,8 @@ pub struct IidClient {
     logout_uri: Uri,
     api_key: HeaderValue,
     client_id: HeaderValue,
+    /// `[idp] headers`, sent first; values are marked sensitive.
+    static_headers: StaticHeaders,
     timeout: Duration,
 }
 
@@ -82,6 +81,7 @@ impl IidClient {
             api_key,
             client_id: HeaderValue::from_str(&iid.client_id)
                 .map_err(|_| BuildError::Header("client_id"))?,
+            static_headers: cfg.headers.clone(),
             timeout: cfg.timeout,
         })
     }
@@ -93,8 +93,11 @@ impl IidClient {
             session_id: key.id().to_owned(),
         })
         .map_err(|e| IdpError::BadAnswer(format!("request encoding: {e}")))?;
-        let req = Request::builder()
-            .method(Method::POST)
+        let mut req = Request::builder().method(Method::POST);
+        if let Some(headers) = req.headers_mut() {
+            self.static_headers.apply_to(headers);
+        }
+        let req = req
             .uri(uri.clone())
             .header(wire::HEADER_API_KEY, self.api_key.clone())
             .header(wire::HEADER_CLIENT_ID, self.client_id.clone())
@@ -102,29 +105,7 @@ impl IidClient {
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| IdpError::BadAnswer(format!("request building: {e}")))?;
-        let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| IdpError::Unavailable(describe(&e)))?;
-            let status = resp.status();
-            let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        IdpError::BadAnswer(format!("answer larger than {MAX_ANSWER_BYTES} bytes"))
-                    } else {
-                        IdpError::Unavailable(format!("reading answer: {e}"))
-                    }
-                })?
-                .to_bytes();
-            Ok((status, body))
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| IdpError::Timeout)?
+        super::exchange(&self.client, req, self.timeout).await
     }
 }
 
@@ -372,32 +353,6 @@ struct Pii {
     mobile_no: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<String>,
-}
-
-/// Where a body failed to parse, without quoting it: serde's messages can
-/// include values from the answer, and an answer may echo a session id.
-fn describe_json(e: &serde_json::Error) -> String {
-    format!(
-        "{:?} error at line {} column {}",
-        e.classify(),
-        e.line(),
-        e.column()
-    )
-}
-
-/// Error text without URIs' user-info or request details.
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error as _;
-    let mut text = if e.is_connect() {
-        "connect failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    if let Some(src) = e.source() {
-        text.push_str(": ");
-        text.push_str(&src.to_string());
-    }
-    text
 }
 
 #[cfg(test)]
