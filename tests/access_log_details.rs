@@ -10,65 +10,10 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde_json::Value;
 use sessiongate::dev::emulator::Fault;
+use support::logs::capture;
 use support::{users, Harness};
-use tracing_subscriber::fmt::MakeWriter;
-
-/// Collects JSON log lines in memory.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Lines {
-    type Writer = Lines;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Lines {
-    fn events(&self) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn access(&self) -> Vec<Value> {
-        self.events()
-            .into_iter()
-            .filter(|v| v["target"] == "sessiongate::access")
-            .map(|v| v["fields"].clone())
-            .collect()
-    }
-}
-
-/// Captures every event of this (current-thread) test runtime, where the
-/// harness' gateway runs too.
-fn capture() -> (Lines, tracing::subscriber::DefaultGuard) {
-    let lines = Lines::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(lines.clone())
-        .finish();
-    (lines, tracing::subscriber::set_default(subscriber))
-}
 
 #[tokio::test]
 async fn a_403_log_line_names_the_check_and_the_missing_permission() {

@@ -168,6 +168,17 @@ pub(crate) fn describe(e: &hyper_util::client::legacy::Error) -> String {
     text
 }
 
+/// A provider's serializable context as the JSON object `Identity::context`
+/// holds (struct field order kept), or a bad answer.
+pub(crate) fn json_object(
+    v: &impl serde::Serialize,
+) -> Result<serde_json::Map<String, serde_json::Value>, IdpError> {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => Err(IdpError::BadAnswer("identity is not a JSON object".into())),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

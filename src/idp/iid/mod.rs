@@ -15,12 +15,14 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub mod wire;
 
 use self::wire::{ChildSession, CommonResponse, SessionRequest};
-use super::{describe_json, BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
+use super::{
+    describe_json, json_object, BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict,
+};
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
@@ -283,13 +285,6 @@ fn to_identity(data: ChildSession, key: &Credential) -> Result<(Identity, Durati
         expires_at: SystemTime::now().checked_add(expires_in),
     };
     Ok((identity, expires_in))
-}
-
-fn json_object(v: &impl Serialize) -> Result<Map<String, Value>, IdpError> {
-    match serde_json::to_value(v) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(IdpError::BadAnswer("identity is not a JSON object".into())),
-    }
 }
 
 /// `{prefix}user-context` for IID: everything but permissions (sent as their
