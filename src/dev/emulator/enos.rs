@@ -23,7 +23,7 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{ALLOW, AUTHORIZATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use super::handlers::{json_response, text, EmuBody};
+use super::handlers::{apply_fault, json_response, text, EmuBody};
 use super::users::{profile_key, User};
 use super::Fault;
 use crate::idp::enos::wire;
@@ -378,18 +378,8 @@ async fn session_info(emu: &EnosEmulator, req: Request<Incoming>) -> Resp {
         body: String::from_utf8_lossy(&body).into_owned(),
     });
     let fault = lock(&emu.fault).clone();
-    match fault {
-        Fault::None => {}
-        Fault::Delay { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Fault::Status { status } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return text(status, "text/plain; charset=utf-8", "emulated fault\n");
-        }
-        Fault::Garbage => return text(StatusCode::OK, "text/html", "<html>not json"),
-        Fault::Close => {
-            tokio::task::yield_now().await;
-            return Response::new(EmuBody::Abort(false));
-        }
+    if let Some(faulted) = apply_fault(fault).await {
+        return faulted;
     }
     let token = parts
         .headers

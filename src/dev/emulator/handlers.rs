@@ -218,22 +218,37 @@ fn refused(emu: &Emulator, req: &Request<Incoming>) -> Option<Resp> {
         })
 }
 
+/// The injected fault, shared by every emulator: a delay, or the answer to
+/// send instead of the real one (`None`: answer normally).
+pub(super) async fn apply_fault(fault: Fault) -> Option<Resp> {
+    match fault {
+        Fault::None => None,
+        Fault::Delay { ms } => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            None
+        }
+        Fault::Status { status } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(text(
+                status,
+                "text/plain; charset=utf-8",
+                "emulated fault\n",
+            ))
+        }
+        Fault::Garbage => Some(text(StatusCode::OK, "text/html", "<html>not json")),
+        Fault::Close => {
+            tokio::task::yield_now().await;
+            Some(Response::new(EmuBody::Abort(false)))
+        }
+    }
+}
+
 async fn session(emu: &Emulator, op: SessionOp, req: Request<Incoming>) -> Resp {
     // The body is read before the fault so a faulted answer leaves the
     // connection in a clean state for keep-alive, like a real slow server.
     let body = read_json::<wire::SessionRequest>(req).await;
-    match emu.fault() {
-        Fault::None => {}
-        Fault::Delay { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Fault::Status { status } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return text(status, "text/plain; charset=utf-8", "emulated fault\n");
-        }
-        Fault::Garbage => return text(StatusCode::OK, "text/html", "<html>not json"),
-        Fault::Close => {
-            tokio::task::yield_now().await;
-            return Response::new(EmuBody::Abort(false));
-        }
+    if let Some(faulted) = apply_fault(emu.fault()).await {
+        return faulted;
     }
     let body = match body {
         Ok(body) if body.session_id.is_empty() => {
