@@ -75,6 +75,16 @@ pub enum EmulatedProvider {
     Enos,
 }
 
+impl EmulatedProvider {
+    /// The `idp.provider` value this emulator stands in for.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            EmulatedProvider::Iid => "iid",
+            EmulatedProvider::Enos => "enos",
+        }
+    }
+}
+
 /// `sessiongate loadtest`.
 #[derive(Debug, Args)]
 pub struct LoadtestArgs {
@@ -139,6 +149,9 @@ pub struct DemoArgs {
     /// Send the printed requests once, print the answers and exit (0 if all behaved).
     #[arg(long)]
     pub self_test: bool,
+    /// Which session API the demo's emulated IdP speaks.
+    #[arg(long, value_enum, default_value_t = EmulatedProvider::Iid)]
+    pub provider: EmulatedProvider,
 }
 
 impl Cli {

@@ -230,7 +230,10 @@ fn run_upstream(args: UpstreamArgs) -> ExitCode {
 /// `demo`: gateway, emulator and echo upstream on loopback.
 fn run_demo(args: DemoArgs) -> ExitCode {
     telemetry::init(LogFormat::Pretty, "warn");
-    block_on(0, demo::run(args.listen, args.self_test))
+    block_on(
+        0,
+        demo::run(args.listen, args.provider.config_name(), args.self_test),
+    )
 }
 
 /// Builds the runtime (`workers` = 0: one per core) and runs `fut` to completion.

@@ -218,6 +218,80 @@ fn environment_overrides_apply_to_the_child_process() {
     assert!(out.stdout.starts_with("ok:"), "{}", out.stdout);
 }
 
+/// Each provider's example config in `config/`, and a key under `[idp]`
+/// that this provider does not read.
+const PROVIDER_EXAMPLES: &[(&str, &str)] = &[
+    ("sessiongate.toml", "access_token = \"x\""),
+    ("enos.toml", "api_key = \"x\""),
+];
+
+fn example_config(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name)
+}
+
+#[test]
+fn check_accepts_every_providers_example_config() {
+    for (file, _) in PROVIDER_EXAMPLES {
+        let mut cmd = sessiongate();
+        cmd.arg("check").arg("--config").arg(example_config(file));
+        let out = finish(cmd);
+        assert!(out.status.success(), "{file}: {}", out.stderr);
+        assert!(out.stdout.starts_with("ok:"), "{file}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn check_rejects_a_key_the_examples_provider_does_not_read() {
+    for (file, foreign) in PROVIDER_EXAMPLES {
+        let text = std::fs::read_to_string(example_config(file)).unwrap();
+        assert!(text.contains("\n[idp]\n"), "{file} has no [idp] table");
+        let wrong = text.replacen("\n[idp]\n", &format!("\n[idp]\n{foreign}\n"), 1);
+        let cfg = TempFile::new("foreign-key", "toml", &wrong);
+        let mut cmd = sessiongate();
+        cmd.arg("check").arg("--config").arg(&cfg.0);
+        let out = finish(cmd);
+        assert_eq!(out.status.code(), Some(1), "{file}: {}", out.stdout);
+        let key = foreign.split(' ').next().unwrap();
+        assert!(
+            out.stderr.contains(&format!("idp.{key}")),
+            "{file}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn demo_self_test_passes_for_every_other_provider() {
+    for provider in ["enos"] {
+        let mut cmd = sessiongate();
+        cmd.args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--self-test",
+            "--provider",
+            provider,
+        ]);
+        let out = finish(cmd);
+        assert!(
+            out.status.success(),
+            "{provider}: stdout:\n{}\nstderr:\n{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(
+            out.stdout.contains("demo self-test passed"),
+            "{provider}: {}",
+            out.stdout
+        );
+        assert!(
+            !out.stdout.contains("[FAIL]"),
+            "{provider}: {}",
+            out.stdout
+        );
+    }
+}
+
 #[test]
 fn demo_self_test_passes() {
     let mut cmd = sessiongate();

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use super::enos::{self, EnosEmulator};
 use super::{default_users, run, Emulator, EmulatorConfig, BASE_PATH};
-use crate::config::{Config, ProviderConfig};
+use crate::config::{Config, ProviderConfig, SessionConfig};
 
 /// Default lifetime of sessions the embedded emulator creates, in seconds.
 pub const EMBEDDED_SESSION_SECS: u64 = 900;
@@ -28,6 +28,31 @@ pub enum Emulated {
     Iid(Arc<Emulator>),
     /// The EnOS IAM emulator.
     Enos(Arc<EnosEmulator>),
+}
+
+impl Emulated {
+    /// Signs `profile_id` in and returns the `Cookie` header value that
+    /// carries the new session the way `session` reads it, or `None` for a
+    /// user the emulator does not know. For the demo and quick trials.
+    pub fn sign_in_cookie(&self, session: &SessionConfig, profile_id: &str) -> Option<String> {
+        match self {
+            Emulated::Iid(emulator) => {
+                let created = emulator.create_session(profile_id, None)?;
+                let mut cookie = format!("{}={}", session.id_cookie, created.session_id);
+                if !session.token_cookie.is_empty() {
+                    cookie.push_str(&format!(
+                        "; {}={}",
+                        session.token_cookie, created.session_token
+                    ));
+                }
+                Some(cookie)
+            }
+            Emulated::Enos(enos) => {
+                let created = enos.create_session(profile_id, None)?;
+                Some(format!("{}={}", session.id_cookie, created.token))
+            }
+        }
+    }
 }
 
 /// Starts the in-process emulator when the config asks for it and points
