@@ -7,9 +7,10 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use crate::idp::IdpError;
+use crate::idp::{Backoff, IdpError};
 
-/// Seconds a client is told to wait when the IdP is unavailable.
+/// Seconds a client is told to wait when the IdP is unavailable and nobody
+/// said for how long.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
 /// A request the gateway answers itself instead of forwarding.
@@ -159,6 +160,36 @@ impl GatewayError {
                 "Identity service did not answer in time, please retry",
                 "لم تستجب خدمة الهوية في الوقت المحدد، يرجى المحاولة لاحقاً",
             ),
+            Idp(IdpError::Backoff {
+                cause: Backoff::Throttled,
+                ..
+            }) => spec(
+                StatusCode::SERVICE_UNAVAILABLE,
+                50302,
+                "idp_throttled",
+                "Identity service is busy, please retry later",
+                "خدمة الهوية مشغولة، يرجى المحاولة لاحقاً",
+            ),
+            Idp(IdpError::Backoff {
+                cause: Backoff::CircuitOpen,
+                ..
+            }) => spec(
+                StatusCode::SERVICE_UNAVAILABLE,
+                50303,
+                "idp_circuit_open",
+                "Identity service is unavailable, please retry later",
+                "خدمة الهوية غير متاحة مؤقتاً، يرجى المحاولة لاحقاً",
+            ),
+            Idp(IdpError::Backoff {
+                cause: Backoff::Saturated,
+                ..
+            }) => spec(
+                StatusCode::SERVICE_UNAVAILABLE,
+                50304,
+                "idp_saturated",
+                "Too many session checks in progress, please retry",
+                "عدد كبير من عمليات التحقق من الجلسة قيد التنفيذ، يرجى المحاولة مجدداً",
+            ),
             Idp(IdpError::BadAnswer(_)) => spec(
                 StatusCode::BAD_GATEWAY,
                 50200,
@@ -201,11 +232,26 @@ impl GatewayError {
             "errors": [{"reason": s.reason}],
         });
         let mut resp = json_response(s.status, &body);
-        if s.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after_secs() {
             resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+
+    /// `Retry-After` of a 503: the pause the IdP or the breaker named, in
+    /// whole seconds rounded up (at least 1), else [`RETRY_AFTER_SECS`].
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        if self.spec().status != StatusCode::SERVICE_UNAVAILABLE {
+            return None;
+        }
+        Some(match self {
+            GatewayError::Idp(e) => match e.retry_after() {
+                Some(d) => d.as_secs() + u64::from(d.subsec_nanos() > 0 || d.is_zero()),
+                None => RETRY_AFTER_SECS,
+            },
+            _ => RETRY_AFTER_SECS,
+        })
     }
 }
 
@@ -231,6 +277,7 @@ pub fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<B
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+    use std::time::Duration;
 
     /// Pins the table the README documents.
     #[test]
@@ -265,6 +312,33 @@ mod tests {
                 503,
                 50301,
                 "idp_timeout",
+            ),
+            (
+                GatewayError::Idp(IdpError::Backoff {
+                    cause: Backoff::Throttled,
+                    retry_after: Duration::from_secs(2),
+                }),
+                503,
+                50302,
+                "idp_throttled",
+            ),
+            (
+                GatewayError::Idp(IdpError::Backoff {
+                    cause: Backoff::CircuitOpen,
+                    retry_after: Duration::from_secs(2),
+                }),
+                503,
+                50303,
+                "idp_circuit_open",
+            ),
+            (
+                GatewayError::Idp(IdpError::Backoff {
+                    cause: Backoff::Saturated,
+                    retry_after: Duration::from_secs(2),
+                }),
+                503,
+                50304,
+                "idp_saturated",
             ),
             (
                 GatewayError::Idp(IdpError::BadAnswer("x".into())),
@@ -304,5 +378,25 @@ mod tests {
         assert_eq!(v["code"], 50301);
         assert_eq!(v["errors"][0]["reason"], "idp_timeout");
         assert!(v["desc"]["ar"].as_str().unwrap().contains("خدمة الهوية"));
+    }
+
+    #[test]
+    fn retry_after_is_the_named_pause_rounded_up() {
+        let backoff = |ms| {
+            GatewayError::Idp(IdpError::Backoff {
+                cause: Backoff::CircuitOpen,
+                retry_after: Duration::from_millis(ms),
+            })
+        };
+        assert_eq!(backoff(2000).retry_after_secs(), Some(2));
+        assert_eq!(backoff(1200).retry_after_secs(), Some(2));
+        assert_eq!(backoff(0).retry_after_secs(), Some(1));
+        let resp = backoff(3000).to_response();
+        assert_eq!(resp.headers()[RETRY_AFTER], "3");
+        assert_eq!(
+            GatewayError::Idp(IdpError::Unavailable("x".into())).retry_after_secs(),
+            Some(RETRY_AFTER_SECS)
+        );
+        assert_eq!(GatewayError::NoSession.retry_after_secs(), None);
     }
 }

@@ -24,7 +24,7 @@ use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::html;
-use crate::idp::{IdpError, SessionProvider, Verdict};
+use crate::idp::{Backoff, IdpError, SessionProvider, Verdict};
 use crate::path::{local_target, normalize_path};
 use crate::proxy::{self, Forwarder, ResponseBody};
 use crate::request_id;
@@ -388,16 +388,20 @@ impl Gateway {
     async fn resolve(&self, key: &Credential) -> Result<Fresh, IdpError> {
         let asked = Instant::now();
         let answer = self.idp.fetch(key).await;
-        self.admin.metrics().idp_call(
-            asked.elapsed(),
-            match &answer {
-                Ok(Verdict::Valid { .. }) => IdpResult::Valid,
-                Ok(Verdict::Invalid { .. }) => IdpResult::Invalid,
-                Err(IdpError::Unavailable(_)) => IdpResult::Unavailable,
-                Err(IdpError::Timeout) => IdpResult::Timeout,
-                Err(IdpError::BadAnswer(_)) => IdpResult::BadAnswer,
-            },
-        );
+        let result = match &answer {
+            Ok(Verdict::Valid { .. }) => Some(IdpResult::Valid),
+            Ok(Verdict::Invalid { .. }) => Some(IdpResult::Invalid),
+            Err(IdpError::Unavailable(_)) => Some(IdpResult::Unavailable),
+            Err(IdpError::Timeout) => Some(IdpResult::Timeout),
+            Err(IdpError::BadAnswer(_)) => Some(IdpResult::BadAnswer),
+            Err(IdpError::Backoff { cause, .. }) => {
+                (*cause == Backoff::Throttled).then_some(IdpResult::Throttled)
+            }
+        };
+        // Held off by the breaker or the slot limit: no call was made.
+        if let Some(result) = result {
+            self.admin.metrics().idp_call(asked.elapsed(), result);
+        }
         let answer = answer.and_then(|verdict| match verdict {
             Verdict::Valid {
                 identity,
@@ -600,6 +604,7 @@ fn auth_failure(err: &GatewayError) -> Option<AuthOutcome> {
         GatewayError::Idp(IdpError::Unavailable(_)) => AuthOutcome::IdpUnavailable,
         GatewayError::Idp(IdpError::Timeout) => AuthOutcome::IdpTimeout,
         GatewayError::Idp(IdpError::BadAnswer(_)) => AuthOutcome::IdpBadAnswer,
+        GatewayError::Idp(IdpError::Backoff { .. }) => AuthOutcome::IdpBackoff,
         _ => return None,
     })
 }

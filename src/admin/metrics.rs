@@ -74,11 +74,15 @@ pub enum AuthOutcome {
     IdpTimeout,
     /// The IdP answered something unusable.
     IdpBadAnswer,
+    /// No IdP call: the IdP asked for a pause, the breaker is open, or no call slot freed up.
+    IdpBackoff,
+    /// The IdP failed and the route's `stale_if_error` admitted the last valid answer.
+    Stale,
 }
 
 impl AuthOutcome {
     /// Every outcome, in declaration order (index = `self as usize`).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::CacheHit,
         Self::CacheMiss,
         Self::Coalesced,
@@ -88,6 +92,8 @@ impl AuthOutcome {
         Self::IdpUnavailable,
         Self::IdpTimeout,
         Self::IdpBadAnswer,
+        Self::IdpBackoff,
+        Self::Stale,
     ];
 
     /// The label value, stable so alerts can name it.
@@ -102,6 +108,8 @@ impl AuthOutcome {
             Self::IdpUnavailable => "idp_unavailable",
             Self::IdpTimeout => "idp_timeout",
             Self::IdpBadAnswer => "idp_bad_answer",
+            Self::IdpBackoff => "idp_backoff",
+            Self::Stale => "stale",
         }
     }
 }
@@ -119,16 +127,19 @@ pub enum IdpResult {
     Timeout,
     /// An answer that is not the documented shape.
     BadAnswer,
+    /// 429 or 503 with `Retry-After`: the IdP asked for a pause.
+    Throttled,
 }
 
 impl IdpResult {
     /// Every result, in declaration order (index = `self as usize`).
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Valid,
         Self::Invalid,
         Self::Unavailable,
         Self::Timeout,
         Self::BadAnswer,
+        Self::Throttled,
     ];
 
     /// The label value.
@@ -139,6 +150,7 @@ impl IdpResult {
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::BadAnswer => "bad_answer",
+            Self::Throttled => "throttled",
         }
     }
 }

@@ -75,6 +75,29 @@ pub enum IdpError {
     /// An answer that cannot be trusted: not JSON, wrong shape, unsafe values.
     #[error("identity provider answered something unusable: {0}")]
     BadAnswer(String),
+    /// Hold off for `retry_after`: the IdP said so (429/503 with
+    /// `Retry-After`), or the gateway protects it (breaker open, no call slot).
+    #[error("identity provider call held off ({cause}) for {retry_after:?}")]
+    Backoff {
+        /// Who asked for the pause.
+        cause: Backoff,
+        /// How long the caller should wait before trying again.
+        retry_after: Duration,
+    },
+}
+
+/// Why an IdP call was held off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Backoff {
+    /// The IdP answered 429 or 503 with `Retry-After`.
+    #[error("the IdP throttles")]
+    Throttled,
+    /// The circuit breaker is open: recent calls failed, none is made now.
+    #[error("circuit breaker open")]
+    CircuitOpen,
+    /// Every call slot (`idp.max_concurrent`) stayed taken for `idp.timeout`.
+    #[error("no free IdP call slot")]
+    Saturated,
 }
 
 impl IdpError {
@@ -84,8 +107,54 @@ impl IdpError {
             IdpError::Unavailable(_) => "idp_unavailable",
             IdpError::Timeout => "idp_timeout",
             IdpError::BadAnswer(_) => "idp_bad_answer",
+            IdpError::Backoff { cause, .. } => match cause {
+                Backoff::Throttled => "idp_throttled",
+                Backoff::CircuitOpen => "idp_circuit_open",
+                Backoff::Saturated => "idp_saturated",
+            },
         }
     }
+
+    /// True when the IdP could not be asked or did not answer: the only
+    /// failures a route's `stale_if_error` may cover. A bad answer is not one
+    /// of them: the IdP spoke, and what it said cannot be trusted.
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, IdpError::BadAnswer(_))
+    }
+
+    /// How long the IdP (or the breaker) asked callers to wait, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            IdpError::Backoff { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// Longest pause a `Retry-After` from the IdP can impose: a wrong or hostile
+/// value must not keep the breaker open for hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The pause a 429 or 503 asks for, capped at [`MAX_RETRY_AFTER`]; `None`
+/// when the answer is another status or names no usable pause. Delta-seconds
+/// and HTTP-dates (RFC 9110 10.2.3) are both read.
+pub fn retry_after(status: StatusCode, headers: &http::HeaderMap) -> Option<Duration> {
+    if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let text = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let wait = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(text)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// How a remote logout went.
@@ -124,6 +193,14 @@ pub(crate) async fn exchange(
             .await
             .map_err(|e| IdpError::Unavailable(describe(&e)))?;
         let status = resp.status();
+        // Before any provider classifies the status: a pause the IdP asks for
+        // reaches the breaker the same way whichever provider is configured.
+        if let Some(retry_after) = retry_after(status, resp.headers()) {
+            return Err(IdpError::Backoff {
+                cause: Backoff::Throttled,
+                retry_after,
+            });
+        }
         let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
@@ -207,5 +284,32 @@ mod tests {
                 "{provider}"
             );
         }
+    }
+
+    #[test]
+    fn retry_after_is_read_from_429_and_503_only_and_capped() {
+        let with = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::RETRY_AFTER, v.parse().unwrap());
+            h
+        };
+        let tmr = StatusCode::TOO_MANY_REQUESTS;
+        assert_eq!(retry_after(tmr, &with("2")), Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, &with(" 7 ")),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(retry_after(tmr, &with("86400")), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(StatusCode::BAD_GATEWAY, &with("2")), None);
+        assert_eq!(retry_after(tmr, &http::HeaderMap::new()), None);
+        assert_eq!(retry_after(tmr, &with("soon")), None);
+        let later = std::time::SystemTime::now() + Duration::from_secs(10);
+        let d = retry_after(tmr, &with(&httpdate::fmt_http_date(later))).unwrap();
+        assert!(
+            d > Duration::from_secs(5) && d <= Duration::from_secs(10),
+            "{d:?}"
+        );
+        let past = httpdate::fmt_http_date(std::time::SystemTime::UNIX_EPOCH);
+        assert_eq!(retry_after(tmr, &with(&past)), Some(Duration::ZERO));
     }
 }
