@@ -47,6 +47,8 @@ async fn idp_verdict(h: &Harness, key: &Credential) -> Verdict {
         ca: None,
         headers: Default::default(),
         provider: ProviderConfig::Iid(own.clone()),
+        max_concurrent: 1,
+        breaker: Default::default(),
     };
     let client = IidClient::new(&cfg, &own).unwrap();
     client.fetch(key).await.unwrap()

@@ -75,6 +75,18 @@ pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Pretty;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Default for one access-log event per request.
 pub const DEFAULT_LOG_ACCESS: bool = true;
+/// Default `cache.refresh_ahead`: revalidate in the last tenth of an entry's life.
+pub const DEFAULT_REFRESH_AHEAD: RefreshAhead = RefreshAhead::Percent(10);
+/// Default `idp.max_concurrent`: IdP calls in flight at most, per gateway.
+pub const DEFAULT_IDP_MAX_CONCURRENT: usize = 64;
+/// Default `idp.breaker.failures`: consecutive outages that open the breaker.
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+/// Default `idp.breaker.cool_down`: the first pause once the breaker opens.
+pub const DEFAULT_BREAKER_COOL_DOWN: Duration = Duration::from_secs(5);
+/// Default `idp.breaker.max_cool_down`: the pause doubles after each failed probe up to this.
+pub const DEFAULT_BREAKER_MAX_COOL_DOWN: Duration = Duration::from_secs(60);
+/// Default `stale_if_error` of a route: off, an IdP failure fails closed.
+pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::ZERO;
 /// Default `auth` of a route: a forgotten key must not make a route public.
 pub const DEFAULT_ROUTE_AUTH: Auth = Auth::Required;
 /// Path used when no file is given and `$SESSIONGATE_CONFIG` is unset.
@@ -169,6 +181,33 @@ pub struct IdpConfig {
     pub headers: StaticHeaders,
     /// Which session API, with the keys only it reads.
     pub provider: ProviderConfig,
+    /// IdP calls in flight at most; a call waits up to `timeout` for a slot.
+    pub max_concurrent: usize,
+    /// When to stop calling an IdP that keeps failing.
+    pub breaker: BreakerConfig,
+}
+
+/// `[idp] breaker`: after `failures` consecutive outages (unavailable or
+/// timeout) no call is made for `cool_down`, doubling after each failed
+/// probe up to `max_cool_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive outages that open the breaker; 0 turns it off.
+    pub failures: u32,
+    /// First pause once open.
+    pub cool_down: Duration,
+    /// Longest pause.
+    pub max_cool_down: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: DEFAULT_BREAKER_FAILURES,
+            cool_down: DEFAULT_BREAKER_COOL_DOWN,
+            max_cool_down: DEFAULT_BREAKER_MAX_COOL_DOWN,
+        }
+    }
 }
 
 /// `[idp] headers`: validated names and values, in file order. Values are
@@ -280,6 +319,31 @@ pub struct CacheConfig {
     pub max_ttl: Duration,
     /// Lifetime of a cached "invalid session" answer.
     pub negative_ttl: Duration,
+    /// When a hit on a valid entry revalidates it in the background.
+    pub refresh_ahead: RefreshAhead,
+}
+
+/// `cache.refresh_ahead`: how long before a valid entry stops being fresh a
+/// hit on it starts one background IdP call to renew it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshAhead {
+    /// Never: an entry is renewed by the first request after it expires.
+    Off,
+    /// The last `n` percent (1..=90) of each entry's own lifetime.
+    Percent(u8),
+    /// This long before the entry expires (capped at its whole lifetime).
+    Before(Duration),
+}
+
+impl RefreshAhead {
+    /// How long before the end of a `ttl`-long freshness a refresh is due.
+    pub fn window(self, ttl: Duration) -> Duration {
+        match self {
+            RefreshAhead::Off => Duration::ZERO,
+            RefreshAhead::Percent(p) => ttl * u32::from(p) / 100,
+            RefreshAhead::Before(d) => d.min(ttl),
+        }
+    }
 }
 
 /// `[upstream]`.
@@ -437,6 +501,9 @@ pub struct RouteConfig {
     pub client: usize,
     /// Request bodies above this many bytes get 413; `None` is unlimited.
     pub max_body_bytes: Option<u64>,
+    /// How long past its freshness the last valid answer may still admit a
+    /// session when the IdP is down; zero (the default) fails closed.
+    pub stale_if_error: Duration,
 }
 
 /// A string that never shows up in Debug output or logs.

@@ -8,13 +8,15 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::{
-    DEFAULT_ADMIN_LISTEN, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_HEADER_PREFIX,
+    RefreshAhead, DEFAULT_ADMIN_LISTEN, DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_FAILURES,
+    DEFAULT_BREAKER_MAX_COOL_DOWN, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_HEADER_PREFIX,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2, DEFAULT_IDLE_TIMEOUT, DEFAULT_IDP_BASE_URL,
-    DEFAULT_IDP_PROVIDER, DEFAULT_IDP_TIMEOUT, DEFAULT_ID_COOKIE, DEFAULT_LISTEN,
-    DEFAULT_LOGOUT_PATH, DEFAULT_LOG_ACCESS, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
+    DEFAULT_IDP_MAX_CONCURRENT, DEFAULT_IDP_PROVIDER, DEFAULT_IDP_TIMEOUT, DEFAULT_ID_COOKIE,
+    DEFAULT_LISTEN, DEFAULT_LOGOUT_PATH, DEFAULT_LOG_ACCESS, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_TTL,
-    DEFAULT_ROUTE_AUTH, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TLS_RELOAD_INTERVAL, DEFAULT_TOKEN_COOKIE,
-    DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WORKERS,
+    DEFAULT_REFRESH_AHEAD, DEFAULT_ROUTE_AUTH, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TLS_RELOAD_INTERVAL,
+    DEFAULT_TOKEN_COOKIE, DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT,
+    DEFAULT_WORKERS,
 };
 
 /// A duration default as the text an operator would write (`"5m"`), so the
@@ -162,6 +164,28 @@ pub(super) struct RawIdp {
     pub(super) api_key: Option<String>,
     #[serde(deserialize_with = "lenient_option")]
     pub(super) client_id: Option<String>,
+    pub(super) max_concurrent: usize,
+    pub(super) breaker: RawBreaker,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawBreaker {
+    pub(super) failures: u32,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) cool_down: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) max_cool_down: String,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        Self {
+            failures: DEFAULT_BREAKER_FAILURES,
+            cool_down: duration_text(DEFAULT_BREAKER_COOL_DOWN),
+            max_cool_down: duration_text(DEFAULT_BREAKER_MAX_COOL_DOWN),
+        }
+    }
 }
 
 impl RawIdp {
@@ -186,6 +210,8 @@ impl Default for RawIdp {
             // Provider defaults are applied by `validate`, once the provider is known.
             api_key: None,
             client_id: None,
+            max_concurrent: DEFAULT_IDP_MAX_CONCURRENT,
+            breaker: RawBreaker::default(),
         }
     }
 }
@@ -198,6 +224,8 @@ pub(super) struct RawCache {
     pub(super) max_ttl: String,
     #[serde(deserialize_with = "lenient_string")]
     pub(super) negative_ttl: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) refresh_ahead: String,
 }
 
 impl Default for RawCache {
@@ -206,6 +234,11 @@ impl Default for RawCache {
             max_entries: DEFAULT_CACHE_MAX_ENTRIES,
             max_ttl: duration_text(DEFAULT_MAX_TTL),
             negative_ttl: duration_text(DEFAULT_NEGATIVE_TTL),
+            refresh_ahead: match DEFAULT_REFRESH_AHEAD {
+                RefreshAhead::Off => "0".into(),
+                RefreshAhead::Percent(p) => format!("{p}%"),
+                RefreshAhead::Before(d) => duration_text(d),
+            },
         }
     }
 }
@@ -297,6 +330,8 @@ pub(super) struct RawRoute {
     pub(super) http2: bool,
     #[serde(default)]
     pub(super) max_body_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_option")]
+    pub(super) stale_if_error: Option<String>,
 }
 
 fn default_auth() -> String {

@@ -18,10 +18,10 @@ use super::raw::{
     RawTls, RawUpstream,
 };
 use super::{
-    AdminConfig, Auth, CaBundle, CacheConfig, Config, ConfigError, EnosConfig, HeadersConfig,
-    IdpConfig, IidConfig, LogConfig, LogFormat, ProviderConfig, RouteConfig, Secret, ServerConfig,
-    SessionConfig, StaticHeaders, TlsConfig, Upstream, UpstreamClientConfig, UpstreamConfig,
-    DEFAULT_IID_CLIENT_ID,
+    AdminConfig, Auth, BreakerConfig, CaBundle, CacheConfig, Config, ConfigError, EnosConfig,
+    HeadersConfig, IdpConfig, IidConfig, LogConfig, LogFormat, ProviderConfig, RefreshAhead,
+    RouteConfig, Secret, ServerConfig, SessionConfig, StaticHeaders, TlsConfig, Upstream,
+    UpstreamClientConfig, UpstreamConfig, DEFAULT_IID_CLIENT_ID, DEFAULT_STALE_IF_ERROR,
 };
 use crate::server::pem;
 
@@ -320,6 +320,30 @@ fn idp(raw: RawIdp, p: &mut Problems) -> IdpConfig {
         },
         headers,
         provider,
+        max_concurrent: {
+            if raw.max_concurrent == 0 {
+                p.push("idp.max_concurrent", "must be greater than zero");
+            }
+            raw.max_concurrent
+        },
+        breaker: breaker(&raw, p),
+    }
+}
+
+fn breaker(raw: &RawIdp, p: &mut Problems) -> BreakerConfig {
+    let b = &raw.breaker;
+    let cool_down = p.positive_duration("idp.breaker.cool_down", &b.cool_down);
+    let max_cool_down = p.positive_duration("idp.breaker.max_cool_down", &b.max_cool_down);
+    if max_cool_down < cool_down {
+        p.push(
+            "idp.breaker.max_cool_down",
+            "must be at least idp.breaker.cool_down",
+        );
+    }
+    BreakerConfig {
+        failures: b.failures,
+        cool_down,
+        max_cool_down,
     }
 }
 
@@ -362,6 +386,33 @@ fn cache(raw: RawCache, p: &mut Problems) -> CacheConfig {
         max_entries: raw.max_entries,
         max_ttl: p.duration("cache.max_ttl", &raw.max_ttl),
         negative_ttl: p.duration("cache.negative_ttl", &raw.negative_ttl),
+        refresh_ahead: refresh_ahead(&raw.refresh_ahead, p),
+    }
+}
+
+/// `"10%"` of each entry's lifetime, a duration (`"30s"`), or `"0"` for off.
+fn refresh_ahead(text: &str, p: &mut Problems) -> RefreshAhead {
+    const KEY: &str = "cache.refresh_ahead";
+    let text = text.trim();
+    if let Some(number) = text.strip_suffix('%') {
+        return match number.trim().parse::<u8>() {
+            Ok(0) => RefreshAhead::Off,
+            Ok(n @ 1..=90) => RefreshAhead::Percent(n),
+            _ => {
+                p.push(
+                    KEY,
+                    format_args!("{text:?} is not a whole percentage from 0% to 90%"),
+                );
+                RefreshAhead::Off
+            }
+        };
+    }
+    if text == "0" {
+        return RefreshAhead::Off;
+    }
+    match p.duration(KEY, text) {
+        d if d.is_zero() => RefreshAhead::Off,
+        d => RefreshAhead::Before(d),
     }
 }
 
@@ -509,6 +560,22 @@ fn routes(
                 Auth::Required
             }
         };
+        let stale_if_error = match &r.stale_if_error {
+            None => DEFAULT_STALE_IF_ERROR,
+            Some(_) if auth == Auth::Public => {
+                // A public route never asks the IdP: a grace there means nothing,
+                // and reads like a promise the gateway does not keep.
+                p.push(
+                    &format!("{key}.stale_if_error"),
+                    format_args!(
+                        "route {:?} is public; stale_if_error applies to auth = \"required\" routes only",
+                        r.prefix
+                    ),
+                );
+                Duration::ZERO
+            }
+            Some(text) => p.duration(&format!("{key}.stale_if_error"), text),
+        };
         if auth == Auth::Public && (!r.permissions.is_empty() || !r.roles.is_empty()) {
             p.push(&key, "a public route cannot require permissions or roles");
         }
@@ -552,6 +619,7 @@ fn routes(
             http2: r.http2,
             client,
             max_body_bytes: r.max_body_bytes,
+            stale_if_error,
         });
     }
     routes
@@ -775,5 +843,80 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.headers.prefix.len(), 32);
+    }
+
+    #[test]
+    fn resilience_knobs_have_defaults() {
+        let c = Config::from_toml_str(ROUTE).unwrap();
+        assert_eq!(c.cache.refresh_ahead, RefreshAhead::Percent(10));
+        assert_eq!(c.idp.max_concurrent, 64);
+        assert_eq!(c.idp.breaker, BreakerConfig::default());
+        assert_eq!(c.idp.breaker.failures, 5);
+        assert_eq!(c.routes[0].stale_if_error, Duration::ZERO);
+    }
+
+    #[test]
+    fn resilience_knobs_are_read_and_checked() {
+        let c = Config::from_toml_str(&format!(
+            "[cache]\nrefresh_ahead = \"30s\"\n\
+             [idp]\nmax_concurrent = 8\nbreaker = {{ failures = 3, cool_down = \"1s\", max_cool_down = \"4s\" }}\n\
+             {ROUTE}stale_if_error = \"1m\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.cache.refresh_ahead,
+            RefreshAhead::Before(Duration::from_secs(30))
+        );
+        assert_eq!(c.idp.max_concurrent, 8);
+        assert_eq!(
+            c.idp.breaker,
+            BreakerConfig {
+                failures: 3,
+                cool_down: Duration::from_secs(1),
+                max_cool_down: Duration::from_secs(4),
+            }
+        );
+        assert_eq!(c.routes[0].stale_if_error, Duration::from_secs(60));
+        for (text, want) in [
+            ("0", RefreshAhead::Off),
+            ("0%", RefreshAhead::Off),
+            ("0s", RefreshAhead::Off),
+            ("25%", RefreshAhead::Percent(25)),
+        ] {
+            let c = Config::from_toml_str(&format!("[cache]\nrefresh_ahead = {text:?}\n{ROUTE}"))
+                .unwrap();
+            assert_eq!(c.cache.refresh_ahead, want, "{text}");
+        }
+        let err = error_of(&format!(
+            "[cache]\nrefresh_ahead = \"95%\"\n\
+             [idp]\nmax_concurrent = 0\nbreaker = {{ cool_down = \"10s\", max_cool_down = \"5s\" }}\n\
+             [[routes]]\nprefix = \"/pub/\"\nupstream = \"http://127.0.0.1:3000\"\nauth = \"public\"\nstale_if_error = \"1m\"\n\
+             {ROUTE}stale_if_error = \"soon\"\n"
+        ));
+        for want in [
+            "cache.refresh_ahead: \"95%\"",
+            "idp.max_concurrent: must be greater than zero",
+            "idp.breaker.max_cool_down: must be at least idp.breaker.cool_down",
+            "routes[0].stale_if_error: route \"/pub/\" is public",
+            "routes[1].stale_if_error: ",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let err = error_of(&format!("[idp]\nbreaker = {{ failure = 3 }}\n{ROUTE}"));
+        assert!(err.contains("failure"), "{err}");
+    }
+
+    #[test]
+    fn refresh_window_follows_each_entry_lifetime() {
+        let ttl = Duration::from_secs(100);
+        assert_eq!(RefreshAhead::Off.window(ttl), Duration::ZERO);
+        assert_eq!(
+            RefreshAhead::Percent(10).window(ttl),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            RefreshAhead::Before(Duration::from_secs(500)).window(ttl),
+            ttl
+        );
     }
 }
