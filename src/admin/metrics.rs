@@ -180,6 +180,75 @@ impl UpstreamResult {
     }
 }
 
+/// Generates a label enum with `ALL` (index = `self as usize`) and `as_str`.
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every value, in declaration order (index = `self as usize`).
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)*];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+label_enum!(
+    /// State of the IdP circuit breaker, the value of `sessiongate_idp_breaker_state`.
+    BreakerState {
+        /// Calls go through (0).
+        Closed => "closed",
+        /// No call is made until the cool-down ends (1).
+        Open => "open",
+        /// One probe call decides (2).
+        HalfOpen => "half_open",
+    }
+);
+
+label_enum!(
+    /// Why a session check made no IdP call, the `reason` label of `sessiongate_idp_rejected_total`.
+    IdpRejection {
+        /// The breaker is open (or a probe is already out).
+        BreakerOpen => "breaker_open",
+        /// Every `idp.max_concurrent` slot stayed taken for `idp.timeout`.
+        NoSlot => "no_slot",
+    }
+);
+
+label_enum!(
+    /// How a breaker probe ended, the `result` label of `sessiongate_idp_breaker_probes_total`.
+    ProbeResult {
+        /// The IdP answered: the breaker closes.
+        Success => "success",
+        /// Still failing: the breaker opens again, for longer.
+        Failure => "failure",
+    }
+);
+
+label_enum!(
+    /// How a background renewal ended, the `result` label of `sessiongate_cache_refreshes_total`.
+    RefreshResult {
+        /// Renewed.
+        Valid => "valid",
+        /// The IdP now says invalid: the entry is replaced.
+        Invalid => "invalid",
+        /// The call failed: the entry is kept until it expires.
+        Failed => "failed",
+        /// A logout or a newer answer replaced the entry first.
+        Superseded => "superseded",
+    }
+);
+
 /// Label values are written through `as_str`, so the enums stay plain Rust.
 macro_rules! label_value_via_as_str {
     ($($t:ty),*) => {$(
@@ -190,7 +259,14 @@ macro_rules! label_value_via_as_str {
         }
     )*};
 }
-label_value_via_as_str!(AuthOutcome, IdpResult, UpstreamResult);
+label_value_via_as_str!(
+    AuthOutcome,
+    IdpResult,
+    UpstreamResult,
+    IdpRejection,
+    ProbeResult,
+    RefreshResult
+);
 
 /// An interned route prefix: the `route` label of request metrics, with its
 /// latency histogram attached so recording needs no lookup for it.
@@ -246,6 +322,41 @@ struct UpstreamLabels {
     result: UpstreamResult,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RejectionLabels {
+    reason: IdpRejection,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProbeLabels {
+    result: ProbeResult,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefreshLabels {
+    result: RefreshResult,
+}
+
+/// One counter per value of a label enum, all exported from the first scrape.
+fn counters<
+    L: Copy,
+    S: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    all: &[L],
+    labels: impl Fn(L) -> S,
+) -> Box<[Counter]> {
+    let family = Family::<S, Counter>::default();
+    let out = all
+        .iter()
+        .map(|l| family.get_or_create_owned(&labels(*l)))
+        .collect();
+    registry.register(name, help, family);
+    out
+}
+
 type HistogramFamily<S> = Family<S, LatencyHistogram, fn() -> LatencyHistogram>;
 
 /// The gateway's metrics and the registry that encodes them.
@@ -264,6 +375,13 @@ pub struct Metrics {
     upstream_duration: LatencyHistogram,
     cache_entries: Gauge,
     open_connections: Gauge,
+    stale_served: Family<RouteLabels, Counter>,
+    refreshes_started: Counter,
+    refreshes: Box<[Counter]>,
+    breaker_state: Gauge,
+    idp_rejected: Box<[Counter]>,
+    breaker_probes: Box<[Counter]>,
+    idp_in_flight: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -348,6 +466,52 @@ impl Metrics {
             open_connections.clone(),
         );
 
+        let stale_served = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "sessiongate_stale_served",
+            "Requests admitted on a session's last valid answer while the IdP failed (stale_if_error), by route",
+            stale_served.clone(),
+        );
+        let refreshes_started = Counter::default();
+        registry.register(
+            "sessiongate_cache_refreshes_started",
+            "Background renewals of cache entries started (cache.refresh_ahead)",
+            refreshes_started.clone(),
+        );
+        let refreshes = counters(
+            &mut registry,
+            "sessiongate_cache_refreshes",
+            "Background renewals of cache entries finished, by result",
+            RefreshResult::ALL,
+            |result| RefreshLabels { result },
+        );
+        let breaker_state = Gauge::default();
+        registry.register(
+            "sessiongate_idp_breaker_state",
+            "IdP circuit breaker: 0 closed, 1 open, 2 half-open (one probe out)",
+            breaker_state.clone(),
+        );
+        let idp_rejected = counters(
+            &mut registry,
+            "sessiongate_idp_rejected",
+            "Session checks that made no IdP call, by reason (breaker open, no call slot)",
+            IdpRejection::ALL,
+            |reason| RejectionLabels { reason },
+        );
+        let breaker_probes = counters(
+            &mut registry,
+            "sessiongate_idp_breaker_probes",
+            "Probe calls made when a breaker cool-down ended, by result",
+            ProbeResult::ALL,
+            |result| ProbeLabels { result },
+        );
+        let idp_in_flight = Gauge::default();
+        registry.register(
+            "sessiongate_idp_in_flight",
+            "IdP calls in flight (at most idp.max_concurrent)",
+            idp_in_flight.clone(),
+        );
+
         let intern = |name: &str| RouteLabel::new(name, &request_duration);
         let no_route = intern(NO_ROUTE);
         let routes = route_prefixes
@@ -370,6 +534,13 @@ impl Metrics {
             upstream_duration,
             cache_entries,
             open_connections,
+            stale_served,
+            refreshes_started,
+            refreshes,
+            breaker_state,
+            idp_rejected,
+            breaker_probes,
+            idp_in_flight,
         }
     }
 
@@ -443,6 +614,44 @@ impl Metrics {
     /// A client connection ended: `sessiongate_open_connections` - 1.
     pub fn connection_closed(&self) {
         self.open_connections.dec();
+    }
+
+    /// A request admitted stale on `route`: `sessiongate_stale_served_total`.
+    pub fn stale_served(&self, route: &RouteLabel) {
+        let labels = RouteLabels {
+            route: route.0.name.clone(),
+        };
+        self.stale_served.get_or_create(&labels).inc();
+    }
+
+    /// A background renewal started: `sessiongate_cache_refreshes_started_total`.
+    pub fn refresh_started(&self) {
+        self.refreshes_started.inc();
+    }
+
+    /// A background renewal ended: `sessiongate_cache_refreshes_total`.
+    pub fn refreshed(&self, result: RefreshResult) {
+        self.refreshes[result as usize].inc();
+    }
+
+    /// The breaker changed state: `sessiongate_idp_breaker_state`.
+    pub fn breaker_state(&self, state: BreakerState) {
+        self.breaker_state.set(state as i64);
+    }
+
+    /// A session check made no IdP call: `sessiongate_idp_rejected_total`.
+    pub fn idp_rejected(&self, reason: IdpRejection) {
+        self.idp_rejected[reason as usize].inc();
+    }
+
+    /// A breaker probe ended: `sessiongate_idp_breaker_probes_total`.
+    pub fn breaker_probe(&self, result: ProbeResult) {
+        self.breaker_probes[result as usize].inc();
+    }
+
+    /// An IdP call took (+1) or gave back (-1) its slot: `sessiongate_idp_in_flight`.
+    pub fn idp_in_flight(&self, delta: i64) {
+        self.idp_in_flight.inc_by(delta);
     }
 
     /// The OpenMetrics text exposition of every metric (see [`CONTENT_TYPE`]).

@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 use crate::server::{self, ServeOptions};
 
 pub use metrics::{
-    AuthOutcome, IdpResult, Metrics, RouteLabel, UpstreamResult, LATENCY_BUCKETS_NANOS,
-    MAX_ROUTE_LABELS, NO_ROUTE, OTHER_ROUTE,
+    AuthOutcome, BreakerState, IdpRejection, IdpResult, Metrics, ProbeResult, RefreshResult,
+    RouteLabel, UpstreamResult, LATENCY_BUCKETS_NANOS, MAX_ROUTE_LABELS, NO_ROUTE, OTHER_ROUTE,
 };
 
 /// Content-Type of `/metrics` answers.
