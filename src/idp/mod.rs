@@ -22,6 +22,7 @@ use crate::config::{IdpConfig, ProviderConfig};
 use crate::connector::Connector;
 
 pub mod enos;
+pub mod guard;
 pub mod iid;
 
 /// Why a provider client could not be built.
