@@ -299,7 +299,9 @@ async fn handle(emu: Arc<EnosEmulator>, req: Request<Incoming>) -> Resp {
         ("/__emulator/stats", &Method::GET) => json_response(StatusCode::OK, &emu.stats()),
         ("/__emulator/fault", &Method::POST | &Method::PUT) => {
             match read_json::<Fault>(req).await {
-                Ok(Fault::Status { status }) if !(200..=599).contains(&status) => {
+                Ok(Fault::Status { status } | Fault::RetryAfter { status, .. })
+                    if !(200..=599).contains(&status) =>
+                {
                     bad_request("status must be within 200..=599")
                 }
                 Ok(fault) => {

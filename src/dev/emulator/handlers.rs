@@ -235,6 +235,14 @@ pub(super) async fn apply_fault(fault: Fault) -> Option<Resp> {
                 "emulated fault\n",
             ))
         }
+        Fault::RetryAfter { status, secs } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+            let mut resp = text(status, "text/plain; charset=utf-8", "emulated fault\n");
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            Some(resp)
+        }
+        Fault::Hang => std::future::pending().await,
         Fault::Garbage => Some(text(StatusCode::OK, "text/html", "<html>not json")),
         Fault::Close => {
             tokio::task::yield_now().await;
@@ -296,7 +304,7 @@ async fn set_fault(emu: &Emulator, req: Request<Incoming>) -> Resp {
         Ok(fault) => fault,
         Err(resp) => return resp,
     };
-    if let Fault::Status { status } = fault {
+    if let Fault::Status { status } | Fault::RetryAfter { status, .. } = fault {
         // 1xx cannot be a final answer, and hyper would rewrite it to 500.
         if !(200..=599).contains(&status) {
             return bad_request(format!("status {status} must be within 200..=599"));

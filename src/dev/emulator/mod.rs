@@ -14,8 +14,12 @@
 //! [`Stats`]. Do not expose it beyond the test network.
 //! - `GET /__emulator/stats`: [`Stats`] as JSON.
 //! - `PUT /__emulator/fault` with a [`Fault`] body, e.g. `{"kind":"delay","ms":500}`,
-//!   `{"kind":"status","status":503}`, `{"kind":"garbage"}`, `{"kind":"close"}`,
-//!   `{"kind":"none"}`: 204. Faults hit fetch, validate, refresh and logout only.
+//!   `{"kind":"status","status":503}`, `{"kind":"retry_after","status":429,"secs":2}`
+//!   (that status with `Retry-After`), `{"kind":"hang"}` (never answers),
+//!   `{"kind":"garbage"}`, `{"kind":"close"}`, `{"kind":"none"}`: 204. Faults
+//!   hit fetch, validate, refresh and logout only. [`Stats`] also counts the
+//!   client connections open now and at most, so tests can see a caller's
+//!   concurrency limit on the wire.
 //! - `POST /__emulator/sessions` with `{"profileId": 518, "expires_in": 60}`:
 //!   the same answer as create, handy for curl and the demo.
 //!
@@ -88,9 +92,14 @@ pub async fn run(
     emulator: Arc<Emulator>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let counted = Arc::clone(&emulator);
+    let opts = ServeOptions {
+        observer: Some(Arc::new(move |delta| counted.connection(delta))),
+        ..ServeOptions::default()
+    };
     serve(
         listener,
-        ServeOptions::default(),
+        opts,
         move |req, _peer| handlers::handle(emulator.clone(), req),
         shutdown,
     )

@@ -35,6 +35,10 @@ pub struct Stats {
     pub logout: u64,
     /// Calls refused for a wrong API key or client id.
     pub rejected_api_key: u64,
+    /// Client connections open now (a pooled idle connection counts).
+    pub connections: u64,
+    /// Most client connections ever open at once.
+    pub peak_connections: u64,
 }
 
 /// A failure injected into fetch, validate, refresh and logout for chaos tests.
@@ -58,6 +62,15 @@ pub enum Fault {
     Garbage,
     /// Drop the connection without a complete answer.
     Close,
+    /// Answer this status (429 or 503, say) with `Retry-After: secs`.
+    RetryAfter {
+        /// The HTTP status code.
+        status: u16,
+        /// The `Retry-After` value, in seconds.
+        secs: u64,
+    },
+    /// Never answer; the call ends only when the caller gives up.
+    Hang,
 }
 
 /// Which IID endpoint a call reached, for the counters.
@@ -107,6 +120,8 @@ struct Counters {
     refresh: AtomicU64,
     logout: AtomicU64,
     rejected_api_key: AtomicU64,
+    connections: AtomicU64,
+    peak_connections: AtomicU64,
 }
 
 /// Shared state of one emulated IdP: users, sessions, counters and fault.
@@ -251,6 +266,19 @@ impl Emulator {
             refresh: c.refresh.load(Ordering::Relaxed),
             logout: c.logout.load(Ordering::Relaxed),
             rejected_api_key: c.rejected_api_key.load(Ordering::Relaxed),
+            connections: c.connections.load(Ordering::Relaxed),
+            peak_connections: c.peak_connections.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A client connection opened (`delta` 1) or closed (-1), for [`Stats::connections`].
+    pub fn connection(&self, delta: i64) {
+        let c = &self.counters;
+        if delta > 0 {
+            let now = c.connections.fetch_add(1, Ordering::Relaxed) + 1;
+            c.peak_connections.fetch_max(now, Ordering::Relaxed);
+        } else {
+            c.connections.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

@@ -387,9 +387,16 @@ async fn control_surface_needs_no_key() {
 
     let a = peer.call(Method::GET, "/__emulator/stats", &[], "").await;
     assert_eq!(a.status, StatusCode::OK);
+    let stats = a.json();
+    let open = &stats["connections"];
     assert_eq!(
-        a.json(),
-        json!({"fetch": 1, "validate": 0, "create": 0, "refresh": 0, "logout": 0, "rejected_api_key": 0})
+        stats,
+        json!({"fetch": 1, "validate": 0, "create": 0, "refresh": 0, "logout": 0, "rejected_api_key": 0,
+               "connections": open, "peak_connections": stats["peak_connections"]})
+    );
+    assert!(
+        open.as_u64().unwrap() >= 1,
+        "this very call's connection is open"
     );
 }
 
@@ -447,8 +454,9 @@ async fn every_fault_behaves_and_is_counted() {
     assert_eq!(peer.fetch(&id, "").await.status, StatusCode::OK);
 
     // Faulted calls count: they reached the handler.
+    let stats = peer.emu.stats();
     assert_eq!(
-        peer.emu.stats(),
+        stats,
         Stats {
             fetch: 2,
             validate: 1,
@@ -456,6 +464,8 @@ async fn every_fault_behaves_and_is_counted() {
             refresh: 1,
             logout: 1,
             rejected_api_key: 0,
+            connections: stats.connections,
+            peak_connections: stats.peak_connections,
         }
     );
 }
