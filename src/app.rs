@@ -34,7 +34,7 @@ pub enum StartError {
 
 /// Builds the gateway for `cfg` (whose `idp.base_url` must be final).
 pub fn build_gateway(cfg: &Config) -> Result<Arc<Gateway>, StartError> {
-    Ok(Arc::new(Gateway::new(cfg, idp::build(&cfg.idp)?)?))
+    Ok(Gateway::new(cfg, idp::build(&cfg.idp)?)?)
 }
 
 /// The TLS acceptor `server.tls` asks for, with the certificate and key read

@@ -4,26 +4,27 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{LOCATION, SET_COOKIE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use ipnet::IpNet;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 
-use crate::admin::{Admin, AuthOutcome, IdpResult, UpstreamResult};
-use crate::auth::cache::{Cached, Fresh, Lookup, SessionCache};
+use crate::admin::{Admin, AuthOutcome, IdpResult, RefreshResult, UpstreamResult};
+use crate::auth::cache::{Cached, Fresh, Lookup, RefreshTicket, Refreshed, SessionCache};
 use crate::auth::credential::{Credential, CredentialSource, Fingerprint, Found};
 use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::html;
+use crate::idp::guard::Guarded;
 use crate::idp::{Backoff, IdpError, SessionProvider, Verdict};
 use crate::path::{local_target, normalize_path};
 use crate::proxy::{self, Forwarder, ResponseBody};
@@ -52,9 +53,13 @@ pub enum BuildError {
 /// Everything a request needs, built once from the validated config.
 pub struct Gateway {
     routes: RouteTable,
-    cache: SessionCache,
+    cache: SessionCache<IdpError>,
     idp: Arc<dyn SessionProvider>,
     plan: HeaderPlan,
+    /// `{prefix}stale`, sent upstream with `1` when a request is admitted stale.
+    stale_header: HeaderName,
+    /// This gateway, for the background renewals it spawns.
+    me: Weak<Gateway>,
     credentials: CredentialSource,
     forwarder: Forwarder,
     login_url: Option<String>,
@@ -66,12 +71,29 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Assembles the gateway around a session provider.
-    pub fn new(cfg: &Config, idp: Arc<dyn SessionProvider>) -> Result<Self, BuildError> {
+    /// Assembles the gateway around a session provider, which it puts behind
+    /// `idp.max_concurrent` and the breaker (see [`Guarded`]).
+    pub fn new(cfg: &Config, idp: Arc<dyn SessionProvider>) -> Result<Arc<Self>, BuildError> {
         let routes = RouteTable::new(&cfg.routes);
         let admin = Admin::with_routes(&routes.prefixes());
-        Ok(Self {
-            plan: HeaderPlan::new(&cfg.headers.prefix, cfg.headers.include_pii, idp.carries())?,
+        let plan = HeaderPlan::new(&cfg.headers.prefix, cfg.headers.include_pii, idp.carries())?;
+        let stale_header = HeaderName::from_bytes(format!("{}stale", plan.prefix()).as_bytes())
+            .map_err(|_| InvalidPrefix(plan.prefix().to_owned()))?;
+        let idp: Arc<dyn SessionProvider> =
+            Arc::new(Guarded::new(idp, &cfg.idp, Arc::clone(&admin)));
+        // The cache keeps the last valid answer as long as the most lenient
+        // route may still serve it.
+        let retention = cfg
+            .routes
+            .iter()
+            .map(|r| r.stale_if_error)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        let forwarder = Forwarder::new(&cfg.upstream)?;
+        Ok(Arc::new_cyclic(|me| Self {
+            plan,
+            stale_header,
+            me: me.clone(),
             credentials: CredentialSource {
                 id_cookie: cfg.session.id_cookie.clone(),
                 token_cookie: cfg.session.token_cookie.clone(),
@@ -79,15 +101,15 @@ impl Gateway {
             },
             routes,
             admin,
-            cache: SessionCache::new(&cfg.cache),
+            cache: SessionCache::with_retention(&cfg.cache, retention),
             idp,
-            forwarder: Forwarder::new(&cfg.upstream)?,
+            forwarder,
             login_url: cfg.session.login_url.clone(),
             logout_path: cfg.session.logout_path.as_str().into(),
             trusted_proxies: cfg.server.trusted_proxies.clone().into(),
             max_header_bytes: cfg.server.max_header_bytes,
             access_log: cfg.log.access,
-        })
+        }))
     }
 
     /// Readiness latch and metrics.
@@ -96,7 +118,7 @@ impl Gateway {
     }
 
     /// The session cache, for metrics and tests.
-    pub fn cache(&self) -> &SessionCache {
+    pub fn cache(&self) -> &SessionCache<IdpError> {
         &self.cache
     }
 
@@ -247,8 +269,15 @@ impl Gateway {
         // 5. Authenticate and authorize required routes; public routes never touch the IdP.
         let auth = match &route.access {
             Access::Public => None,
-            Access::Required { permissions, roles } => {
-                let auth = match self.authenticate(&parts.headers, log).await {
+            Access::Required {
+                permissions,
+                roles,
+                stale_if_error,
+            } => {
+                let auth = match self
+                    .authenticate(&parts.headers, *stale_if_error, log)
+                    .await
+                {
                     Ok(auth) => auth,
                     Err(err @ (GatewayError::NoSession | GatewayError::InvalidSession)) => {
                         log.auth_outcome = auth_failure(&err);
@@ -277,12 +306,18 @@ impl Gateway {
                     Lookup::Hit => AuthOutcome::CacheHit,
                     Lookup::Miss => AuthOutcome::CacheMiss,
                     Lookup::Coalesced => AuthOutcome::Coalesced,
+                    Lookup::Stale => AuthOutcome::Stale,
                 });
+                if log.lookup == Some(Lookup::Stale) {
+                    let metrics = self.admin.metrics();
+                    metrics.stale_served(&metrics.route(Some(&route.prefix)));
+                }
                 Some(auth)
             }
         };
         Ok(Decision::Allow(Allowed {
             route,
+            stale: log.lookup == Some(Lookup::Stale),
             auth,
             normalized: match path {
                 Cow::Borrowed(_) => None,
@@ -313,6 +348,13 @@ impl Gateway {
         // c. Identity headers: rendered once at cache insert, cloned here.
         if let Some(auth) = &allowed.auth {
             auth.inject(&mut parts.headers);
+        }
+        //    Admitted on the last valid answer while the IdP fails: the
+        //    upstream is told, so it can hold back what must not run on one.
+        if allowed.stale {
+            parts
+                .headers
+                .insert(self.stale_header.clone(), HeaderValue::from_static("1"));
         }
 
         // d. X-Forwarded-*: replaced unless the peer is a trusted proxy.
@@ -359,10 +401,13 @@ impl Gateway {
         self.trusted_proxies.iter().any(|n| n.contains(&peer))
     }
 
-    /// Credential -> cache -> (IdP, coalesced) -> rendered identity.
+    /// Credential -> cache -> (IdP, coalesced) -> rendered identity. When the
+    /// IdP fails, the session's last valid answer stands in for up to
+    /// `stale_if_error` past its expiry (`log.lookup` is then `Stale`).
     async fn authenticate(
         &self,
         headers: &HeaderMap,
+        stale_if_error: Duration,
         log: &mut Outcome<'_>,
     ) -> Result<Arc<Authenticated>, GatewayError> {
         let key = match self.credentials.read(headers) {
@@ -372,16 +417,61 @@ impl Gateway {
             Found::Present(key) => key,
         };
         log.session = Some(key.fingerprint());
-        let (cached, lookup) = self
-            .cache
-            .get_or_resolve(&key, self.resolve(&key))
-            .await
-            .map_err(|e| GatewayError::Idp((*e).clone()))?;
-        log.lookup = Some(lookup);
-        match cached {
+        let resolved = match self.cache.get_or_resolve(&key, self.resolve(&key)).await {
+            Ok(resolved) => resolved,
+            Err(failed) => {
+                let error = (*failed.error).clone();
+                // Only an outage (never a bad or negative answer), only the
+                // last *valid* answer (a revocation or invalid answer leaves
+                // none), and only within the route's grace.
+                let stale = failed
+                    .stale
+                    .filter(|s| error.is_outage() && s.within(stale_if_error, Instant::now()));
+                let Some(stale) = stale else {
+                    return Err(GatewayError::Idp(error));
+                };
+                if stale.first_serve() {
+                    tracing::warn!(
+                        session = %key.fingerprint(),
+                        failure = error.failure(),
+                        stale_if_error_s = stale_if_error.as_secs(),
+                        "IdP failing: admitting the session on its last valid answer (stale)"
+                    );
+                }
+                log.lookup = Some(Lookup::Stale);
+                return Ok(Arc::clone(stale.auth()));
+            }
+        };
+        log.lookup = Some(resolved.lookup);
+        if let Some(ticket) = resolved.refresh {
+            self.refresh_ahead(key, ticket);
+        }
+        match resolved.value {
             Cached::Valid(auth) => Ok(auth),
             Cached::Invalid => Err(GatewayError::InvalidSession),
         }
+    }
+
+    /// Renews a session's entry in the background (`cache.refresh_ahead`),
+    /// so an active session never waits for the IdP at expiry. The request
+    /// that noticed is served at once from the entry.
+    fn refresh_ahead(&self, key: Credential, ticket: RefreshTicket) {
+        let Some(gateway) = self.me.upgrade() else {
+            return;
+        };
+        self.admin.metrics().refresh_started();
+        tokio::spawn(async move {
+            let result = gateway
+                .cache
+                .refresh(&key, ticket, gateway.resolve(&key))
+                .await;
+            gateway.admin.metrics().refreshed(match result {
+                Refreshed::Valid => RefreshResult::Valid,
+                Refreshed::Invalid => RefreshResult::Invalid,
+                Refreshed::Failed => RefreshResult::Failed,
+                Refreshed::Superseded => RefreshResult::Superseded,
+            });
+        });
     }
 
     /// One IdP call, rendered into what the cache stores.
@@ -418,9 +508,17 @@ impl Gateway {
                 Ok(Fresh::Invalid)
             }
         });
-        if let Err(e) = &answer {
+        match &answer {
             // Once per IdP call: coalesced waiters share this call and its log line.
-            tracing::warn!(session = %key.fingerprint(), failure = e.failure(), error = %e, "IdP call failed");
+            Err(e) if result.is_some() => {
+                tracing::warn!(session = %key.fingerprint(), failure = e.failure(), error = %e, "IdP call failed")
+            }
+            // Held off without a call: the breaker logs its own transitions,
+            // so an outage is not one warn per request.
+            Err(e) => {
+                tracing::debug!(session = %key.fingerprint(), failure = e.failure(), "IdP call held off")
+            }
+            Ok(_) => {}
         }
         answer
     }
@@ -575,6 +673,8 @@ pub enum Decision<'a> {
 pub struct Allowed<'a> {
     /// The matched route.
     pub route: &'a Route,
+    /// Admitted on the session's last valid answer while the IdP fails.
+    pub stale: bool,
     /// The identity, on a route that requires one.
     pub auth: Option<Arc<Authenticated>>,
     /// The normalized path, when normalization changed the request's.

@@ -18,6 +18,9 @@ pub enum Access {
         permissions: Box<[Box<str>]>,
         /// One must be granted when non-empty.
         roles: Box<[Box<str>]>,
+        /// How long past expiry the last valid answer admits the session
+        /// while the IdP fails; zero fails closed.
+        stale_if_error: std::time::Duration,
     },
 }
 
@@ -57,6 +60,7 @@ impl RouteTable {
                     Auth::Required => Access::Required {
                         permissions: r.permissions.iter().map(|p| p.as_str().into()).collect(),
                         roles: r.roles.iter().map(|p| p.as_str().into()).collect(),
+                        stale_if_error: r.stale_if_error,
                     },
                 },
             })
