@@ -17,14 +17,17 @@ use ipnet::IpNet;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 
-use crate::admin::{Admin, AuthOutcome, IdpResult, RefreshResult, UpstreamResult};
+use crate::admin::{
+    Admin, AuthOutcome, BreakerState, IdpRejection, IdpResult, ProbeResult, RefreshResult,
+    UpstreamResult,
+};
 use crate::auth::cache::{Cached, Fresh, Lookup, RefreshTicket, Refreshed, SessionCache};
 use crate::auth::credential::{Credential, CredentialSource, Fingerprint, Found};
 use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::html;
-use crate::idp::guard::Guarded;
+use crate::idp::guard::{self, Guarded};
 use crate::idp::{Backoff, IdpError, SessionProvider, Verdict};
 use crate::path::{local_target, normalize_path};
 use crate::proxy::{self, Forwarder, ResponseBody};
@@ -79,8 +82,11 @@ impl Gateway {
         let plan = HeaderPlan::new(&cfg.headers.prefix, cfg.headers.include_pii, idp.carries())?;
         let stale_header = HeaderName::from_bytes(format!("{}stale", plan.prefix()).as_bytes())
             .map_err(|_| InvalidPrefix(plan.prefix().to_owned()))?;
-        let idp: Arc<dyn SessionProvider> =
-            Arc::new(Guarded::new(idp, &cfg.idp, Arc::clone(&admin)));
+        let idp: Arc<dyn SessionProvider> = Arc::new(Guarded::new(
+            idp,
+            &cfg.idp,
+            guard_metrics(Arc::clone(&admin)),
+        ));
         // The cache keeps the last valid answer as long as the most lenient
         // route may still serve it.
         let retention = cfg
@@ -631,6 +637,28 @@ impl Gateway {
         );
         HeaderValue::from_str(&location).ok()
     }
+}
+
+/// The IdP guard's events as admin metrics.
+fn guard_metrics(admin: Arc<Admin>) -> guard::Observer {
+    Arc::new(move |event| {
+        let metrics = admin.metrics();
+        match event {
+            guard::Event::NoSlot => metrics.idp_rejected(IdpRejection::NoSlot),
+            guard::Event::BreakerRejected => metrics.idp_rejected(IdpRejection::BreakerOpen),
+            guard::Event::Breaker(phase) => metrics.breaker_state(match phase {
+                guard::Phase::Closed => BreakerState::Closed,
+                guard::Phase::Open => BreakerState::Open,
+                guard::Phase::HalfOpen => BreakerState::HalfOpen,
+            }),
+            guard::Event::Probe { answered } => metrics.breaker_probe(if answered {
+                ProbeResult::Success
+            } else {
+                ProbeResult::Failure
+            }),
+            guard::Event::InFlight(delta) => metrics.idp_in_flight(delta),
+        }
+    })
 }
 
 /// `scheme://host[:port]`, lowercased, with the scheme's default port left out,

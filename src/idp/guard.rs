@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::{Backoff, BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
-use crate::admin::{Admin, BreakerState, IdpRejection, ProbeResult};
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::config::{BreakerConfig, IdpConfig};
@@ -34,24 +33,56 @@ pub const SATURATED_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// `Retry-After` while a probe is out: its answer comes within one IdP call.
 pub const PROBING_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// What the guard did, for metrics (the wiring maps these to the admin's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// No slot freed up within `idp.timeout`: no call made.
+    NoSlot,
+    /// The breaker held a call off: no call made.
+    BreakerRejected,
+    /// The breaker changed state.
+    Breaker(Phase),
+    /// A probe ended; `answered` closes the breaker.
+    Probe {
+        /// The IdP answered.
+        answered: bool,
+    },
+    /// A call took (+1) or gave back (-1) its slot.
+    InFlight(i64),
+}
+
+/// The breaker's state, as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Calls go through.
+    Closed,
+    /// No call until the pause ends.
+    Open,
+    /// One probe call is out.
+    HalfOpen,
+}
+
+/// Receives every [`Event`]; must be cheap (it runs on the IdP call path).
+pub type Observer = Arc<dyn Fn(Event) + Send + Sync>;
+
 /// A [`SessionProvider`] behind the concurrency limit and the breaker.
 pub struct Guarded {
     inner: Arc<dyn SessionProvider>,
     slots: Semaphore,
     slot_wait: Duration,
     breaker: Breaker,
-    admin: Arc<Admin>,
+    observe: Observer,
 }
 
 impl Guarded {
-    /// Wraps `inner` with `cfg`'s `max_concurrent` and `breaker`; metrics go to `admin`.
-    pub fn new(inner: Arc<dyn SessionProvider>, cfg: &IdpConfig, admin: Arc<Admin>) -> Self {
+    /// Wraps `inner` with `cfg`'s `max_concurrent` and `breaker`; what it does goes to `observe`.
+    pub fn new(inner: Arc<dyn SessionProvider>, cfg: &IdpConfig, observe: Observer) -> Self {
         Self {
             inner,
             slots: Semaphore::new(cfg.max_concurrent),
             slot_wait: cfg.timeout,
             breaker: Breaker::new(cfg.breaker),
-            admin,
+            observe,
         }
     }
 
@@ -59,39 +90,39 @@ impl Guarded {
         &'a self,
         call: impl FnOnce() -> BoxFuture<'a, Result<T, IdpError>>,
     ) -> Result<T, IdpError> {
-        let metrics = self.admin.metrics();
+        let observe = &*self.observe;
         let Ok(Ok(_slot)) = tokio::time::timeout(self.slot_wait, self.slots.acquire()).await else {
-            metrics.idp_rejected(IdpRejection::NoSlot);
+            observe(Event::NoSlot);
             return Err(IdpError::Backoff {
                 cause: Backoff::Saturated,
                 retry_after: SATURATED_RETRY_AFTER,
             });
         };
         // After the slot: a call that queued while the breaker opened must not go out.
-        let pass = match self.breaker.admit(Instant::now(), &self.admin) {
+        let pass = match self.breaker.admit(Instant::now(), observe) {
             Ok(pass) => pass,
             Err(retry_after) => {
-                metrics.idp_rejected(IdpRejection::BreakerOpen);
+                observe(Event::BreakerRejected);
                 return Err(IdpError::Backoff {
                     cause: Backoff::CircuitOpen,
                     retry_after,
                 });
             }
         };
-        metrics.idp_in_flight(1);
-        let _in_flight = InFlight(&self.admin);
+        observe(Event::InFlight(1));
+        let _in_flight = InFlight(observe);
         let result = call().await;
         pass.record(Outcome::of(&result));
         result
     }
 }
 
-/// Gives the in-flight gauge back even when the call is dropped mid-way.
-struct InFlight<'a>(&'a Admin);
+/// Gives the in-flight count back even when the call is dropped mid-way.
+struct InFlight<'a>(&'a Observe);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.metrics().idp_in_flight(-1);
+        (self.0)(Event::InFlight(-1));
     }
 }
 
@@ -138,11 +169,11 @@ enum State {
 }
 
 impl State {
-    fn label(self) -> BreakerState {
+    fn phase(self) -> Phase {
         match self {
-            State::Closed { .. } => BreakerState::Closed,
-            State::Open { .. } => BreakerState::Open,
-            State::HalfOpen { .. } => BreakerState::HalfOpen,
+            State::Closed { .. } => Phase::Closed,
+            State::Open { .. } => Phase::Open,
+            State::HalfOpen { .. } => Phase::HalfOpen,
         }
     }
 }
@@ -167,32 +198,31 @@ impl Breaker {
     }
 
     /// A pass for one call, or the time left before calls resume.
-    fn admit<'a>(&'a self, now: Instant, admin: &'a Admin) -> Result<Pass<'a>, Duration> {
+    fn admit<'a>(&'a self, now: Instant, observe: &'a Observe) -> Result<Pass<'a>, Duration> {
         let mut state = self.lock();
         match *state {
-            State::Closed { .. } => Ok(Pass::new(self, admin, false)),
+            State::Closed { .. } => Ok(Pass::new(self, observe, false)),
             State::Open { until, .. } if now < until => Err(until - now),
             State::Open { cool_down, .. } => {
                 *state = State::HalfOpen { cool_down };
-                admin.metrics().breaker_state(BreakerState::HalfOpen);
+                drop(state);
+                observe(Event::Breaker(Phase::HalfOpen));
                 tracing::info!("IdP circuit breaker: cool-down over, one probe call decides");
-                Ok(Pass::new(self, admin, true))
+                Ok(Pass::new(self, observe, true))
             }
             State::HalfOpen { .. } => Err(PROBING_RETRY_AFTER),
         }
     }
 
-    fn record(&self, outcome: Outcome, probe: bool, admin: &Admin) {
-        let metrics = admin.metrics();
+    fn record(&self, outcome: Outcome, probe: bool, observe: &Observe) {
+        if probe {
+            observe(Event::Probe {
+                answered: outcome == Outcome::Answered,
+            });
+        }
         let now = Instant::now();
         let mut state = self.lock();
         let before = *state;
-        if probe {
-            metrics.breaker_probe(match outcome {
-                Outcome::Answered => ProbeResult::Success,
-                _ => ProbeResult::Failure,
-            });
-        }
         let base = self.cfg.cool_down;
         let next = match (before, outcome) {
             // A call admitted before the breaker opened says nothing about now.
@@ -240,8 +270,8 @@ impl Breaker {
         };
         *state = next;
         drop(state);
-        if before.label() != next.label() {
-            metrics.breaker_state(next.label());
+        if before.phase() != next.phase() {
+            observe(Event::Breaker(next.phase()));
             match next {
                 State::Closed { .. } => {
                     tracing::info!("IdP circuit breaker closed: the IdP answers again")
@@ -271,19 +301,22 @@ impl Breaker {
     }
 }
 
+/// The observer as the breaker sees it.
+type Observe = dyn Fn(Event) + Send + Sync;
+
 /// Permission for one call; reports its outcome once, or gives a probe back when dropped.
 struct Pass<'a> {
     breaker: &'a Breaker,
-    admin: &'a Admin,
+    observe: &'a Observe,
     probe: bool,
     reported: bool,
 }
 
 impl<'a> Pass<'a> {
-    fn new(breaker: &'a Breaker, admin: &'a Admin, probe: bool) -> Self {
+    fn new(breaker: &'a Breaker, observe: &'a Observe, probe: bool) -> Self {
         Self {
             breaker,
-            admin,
+            observe,
             probe,
             reported: false,
         }
@@ -291,7 +324,7 @@ impl<'a> Pass<'a> {
 
     fn record(mut self, outcome: Outcome) {
         self.reported = true;
-        self.breaker.record(outcome, self.probe, self.admin);
+        self.breaker.record(outcome, self.probe, self.observe);
     }
 }
 
@@ -314,41 +347,41 @@ impl Drop for Pass<'_> {
 mod tests {
     use super::*;
 
-    fn breaker(failures: u32) -> (Breaker, Arc<Admin>) {
+    fn breaker(failures: u32) -> (Breaker, Box<Observe>) {
         let cfg = BreakerConfig {
             failures,
             cool_down: Duration::from_millis(100),
             max_cool_down: Duration::from_millis(300),
         };
-        (Breaker::new(cfg), Admin::with_routes(&[]))
+        (Breaker::new(cfg), Box::new(|_| {}))
     }
 
-    fn call(b: &Breaker, admin: &Admin, outcome: Outcome) -> Result<(), Duration> {
-        b.admit(Instant::now(), admin)?.record(outcome);
+    fn call(b: &Breaker, observe: &Observe, outcome: Outcome) -> Result<(), Duration> {
+        b.admit(Instant::now(), observe)?.record(outcome);
         Ok(())
     }
 
     #[test]
     fn opens_after_n_consecutive_outages_only() {
-        let (b, admin) = breaker(3);
+        let (b, observe) = breaker(3);
         for _ in 0..2 {
-            call(&b, &admin, Outcome::Outage).unwrap();
+            call(&b, &observe, Outcome::Outage).unwrap();
         }
-        call(&b, &admin, Outcome::Answered).unwrap();
+        call(&b, &observe, Outcome::Answered).unwrap();
         for _ in 0..3 {
-            call(&b, &admin, Outcome::Outage).unwrap();
+            call(&b, &observe, Outcome::Outage).unwrap();
         }
-        let left = call(&b, &admin, Outcome::Answered).unwrap_err();
+        let left = call(&b, &observe, Outcome::Answered).unwrap_err();
         assert!(left <= Duration::from_millis(100), "{left:?}");
     }
 
     #[test]
     fn one_probe_after_the_cool_down_which_doubles_while_failing() {
-        let (b, admin) = breaker(1);
-        call(&b, &admin, Outcome::Outage).unwrap();
+        let (b, observe) = breaker(1);
+        call(&b, &observe, Outcome::Outage).unwrap();
         let later = Instant::now() + Duration::from_millis(150);
-        let probe = b.admit(later, &admin).unwrap();
-        assert_eq!(b.admit(later, &admin).unwrap_err(), PROBING_RETRY_AFTER);
+        let probe = b.admit(later, &observe).unwrap();
+        assert_eq!(b.admit(later, &observe).unwrap_err(), PROBING_RETRY_AFTER);
         probe.record(Outcome::Outage);
         let State::Open { cool_down, .. } = *b.lock() else {
             panic!("open again")
@@ -357,42 +390,42 @@ mod tests {
         // Capped at max_cool_down.
         for _ in 0..3 {
             let far = Instant::now() + Duration::from_secs(10);
-            b.admit(far, &admin).unwrap().record(Outcome::Outage);
+            b.admit(far, &observe).unwrap().record(Outcome::Outage);
         }
         let State::Open { cool_down, .. } = *b.lock() else {
             panic!("open again")
         };
         assert_eq!(cool_down, Duration::from_millis(300));
         let far = Instant::now() + Duration::from_secs(10);
-        b.admit(far, &admin).unwrap().record(Outcome::Answered);
+        b.admit(far, &observe).unwrap().record(Outcome::Answered);
         assert_eq!(*b.lock(), State::Closed { failures: 0 });
     }
 
     #[test]
     fn a_dropped_probe_lets_the_next_call_probe() {
-        let (b, admin) = breaker(1);
-        call(&b, &admin, Outcome::Outage).unwrap();
+        let (b, observe) = breaker(1);
+        call(&b, &observe, Outcome::Outage).unwrap();
         let later = Instant::now() + Duration::from_millis(150);
-        drop(b.admit(later, &admin).unwrap());
-        assert!(b.admit(later, &admin).is_ok(), "probe given back");
+        drop(b.admit(later, &observe).unwrap());
+        assert!(b.admit(later, &observe).is_ok(), "probe given back");
     }
 
     #[test]
     fn retry_after_opens_at_once_even_with_failures_off() {
-        let (b, admin) = breaker(0);
+        let (b, observe) = breaker(0);
         for _ in 0..10 {
-            call(&b, &admin, Outcome::Outage).unwrap();
+            call(&b, &observe, Outcome::Outage).unwrap();
         }
-        call(&b, &admin, Outcome::Throttled(Duration::from_secs(2))).unwrap();
-        let left = call(&b, &admin, Outcome::Answered).unwrap_err();
+        call(&b, &observe, Outcome::Throttled(Duration::from_secs(2))).unwrap();
+        let left = call(&b, &observe, Outcome::Answered).unwrap_err();
         assert!(left > Duration::from_millis(1500) && left <= Duration::from_secs(2));
     }
 
     #[test]
     fn late_answers_of_calls_admitted_before_opening_are_ignored() {
-        let (b, admin) = breaker(1);
-        let early = b.admit(Instant::now(), &admin).unwrap();
-        call(&b, &admin, Outcome::Outage).unwrap();
+        let (b, observe) = breaker(1);
+        let early = b.admit(Instant::now(), &observe).unwrap();
+        call(&b, &observe, Outcome::Outage).unwrap();
         early.record(Outcome::Answered);
         assert!(matches!(*b.lock(), State::Open { .. }), "still open");
     }
