@@ -167,17 +167,15 @@ fn steps(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let cache = SessionCache::new(&cfg.cache);
+    let cache: SessionCache<sessiongate::idp::IdpError> = SessionCache::new(&cfg.cache);
     let key = Credential::new(
         "b26e93f2-19bc-4473-95ed-db72bd1eb5f2",
         "Zk3q9XcP0aLr7TnB2mVy5HsQ8dWe1uJo",
     );
     let auth = Arc::new(seed_authenticated());
-    rt.block_on(
-        cache.get_or_resolve::<_, sessiongate::idp::IdpError>(&key, async {
-            Ok(Fresh::Valid(auth, Duration::from_secs(3600)))
-        }),
-    )
+    rt.block_on(cache.get_or_resolve(&key, async {
+        Ok(Fresh::Valid(auth, Duration::from_secs(3600)))
+    }))
     .unwrap();
     g.bench_function("cache_hit_and_inject", |b| {
         b.to_async(&rt).iter_batched(
@@ -186,13 +184,11 @@ fn steps(c: &mut Criterion) {
                 let cache = &cache;
                 let key = &key;
                 async move {
-                    let (cached, _) = cache
-                        .get_or_resolve::<_, sessiongate::idp::IdpError>(key, async {
-                            unreachable!("cache hit expected")
-                        })
+                    let resolved = cache
+                        .get_or_resolve(key, async { unreachable!("cache hit expected") })
                         .await
                         .unwrap();
-                    if let sessiongate::auth::cache::Cached::Valid(a) = cached {
+                    if let sessiongate::auth::cache::Cached::Valid(a) = resolved.value {
                         a.inject(&mut h);
                     }
                     h
