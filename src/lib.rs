@@ -24,8 +24,9 @@
 //!   into the runtime types the rest of the crate sees.
 //! - [`auth`]: where a credential comes from, the provider-neutral identity,
 //!   the header plan (what the upstream is told), the freshness-aware cache.
-//! - [`idp`]: the [`idp::SessionProvider`] trait, [`idp::build`], and one
-//!   folder per provider with the wire types its emulator shares.
+//! - [`idp`]: the [`idp::SessionProvider`] trait, [`idp::build`], one
+//!   folder per provider with the wire types its emulator shares, and
+//!   [`idp::guard`]: the concurrency limit and circuit breaker around them.
 //! - [`proxy`]: forwarding, hop-by-hop, X-Forwarded-*, bodies, upgrades;
 //!   [`connector`]: outbound TCP/TLS for upstreams and the IdP.
 //! - [`server`]: accept loop, protocols, idle timers, TLS and PEM loading;
