@@ -340,6 +340,29 @@ async fn another_identity_an_unreadable_date_or_a_wrong_shape_is_502_and_not_cac
 }
 
 #[tokio::test]
+async fn an_answer_about_another_identity_is_logged_without_either_token() {
+    let (lines, _guard) = support::logs::capture();
+    let other = "b0000000-0000-4000-8000-000000000002";
+    let far = "Fri, 01 Jan 2100 00:00:00  0100";
+    let (url, _) = canned_sso("200 OK", &seed_answer(other, far)).await;
+    let h = against(&url).await;
+    let r = h.get("/x", &[("cookie", &cookie(CANNED_TOKEN))]).await;
+    assert_refused(&r, 502, "idp_bad_answer");
+    let logged = lines.events().into_iter().any(|e| {
+        e["fields"]["failure"] == "idp_bad_answer"
+            && e["fields"]["error"]
+                .as_str()
+                .is_some_and(|s| s.contains("another identity"))
+    });
+    assert!(logged, "{}", lines.text());
+    let text = lines.text();
+    assert!(
+        !text.contains(CANNED_TOKEN) && !text.contains(other),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn the_expiry_date_is_read_with_a_plus_a_minus_or_the_seeds_space() {
     for (written, rfc3339) in [
         (
