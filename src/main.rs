@@ -99,7 +99,7 @@ fn check(cli: &Cli) -> ExitCode {
     }
 }
 
-/// `emulator`: a standalone IID- (default) or EnOS-compatible session server.
+/// `emulator`: a standalone IID- (default), EnOS- or SSO-identity-compatible session server.
 fn run_emulator(args: EmulatorArgs) -> ExitCode {
     telemetry::init(LogFormat::Pretty, "info");
     let users = match &args.users {
@@ -122,6 +122,19 @@ fn run_emulator(args: EmulatorArgs) -> ExitCode {
                 sessiongate::idp::enos::wire::SERVICE_PATH
             );
             emulator::enos::run(listener, enos, shutdown_signal()).await
+        });
+    }
+    if args.provider == EmulatedProvider::SsoIdentity {
+        let sso = emulator::sso_identity::SsoIdentityEmulator::new(users, args.expires_in);
+        return block_on(1, async move {
+            let listener = TcpListener::bind(args.listen).await?;
+            eprintln!(
+                "SSO identity emulator on http://{} (GET/DELETE {}<token>{}; control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
+                listener.local_addr()?,
+                sessiongate::idp::sso_identity::wire::PATH_IDENTITIES,
+                sessiongate::idp::sso_identity::wire::PATH_SUFFIX
+            );
+            emulator::sso_identity::run(listener, sso, shutdown_signal()).await
         });
     }
     let cfg = emulator::EmulatorConfig {
