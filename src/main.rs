@@ -40,7 +40,7 @@ fn run_gateway(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(cfg.log.format, &cfg.log.level);
+    let _logs = telemetry::init(cfg.log.format, &cfg.log.level);
     let workers = cfg.server.workers;
     block_on(workers, async move {
         let public = bind("server.listen", cfg.server.listen).await?;
@@ -101,7 +101,7 @@ fn check(cli: &Cli) -> ExitCode {
 
 /// `emulator`: a standalone IID- (default), EnOS- or SSO-identity-compatible session server.
 fn run_emulator(args: EmulatorArgs) -> ExitCode {
-    telemetry::init(LogFormat::Pretty, "info");
+    let _logs = telemetry::init(LogFormat::Pretty, "info");
     let users = match &args.users {
         Some(path) => match emulator::load_users(path) {
             Ok(u) => u,
@@ -242,7 +242,7 @@ fn run_upstream(args: UpstreamArgs) -> ExitCode {
 
 /// `demo`: gateway, emulator and echo upstream on loopback.
 fn run_demo(args: DemoArgs) -> ExitCode {
-    telemetry::init(LogFormat::Pretty, "warn");
+    let _logs = telemetry::init(LogFormat::Pretty, "warn");
     block_on(
         0,
         demo::run(args.listen, args.provider.config_name(), args.self_test),
