@@ -226,7 +226,9 @@ const PROVIDER_EXAMPLES: &[(&str, &str)] = &[
 ];
 
 fn example_config(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(name)
 }
 
 #[test]
@@ -284,11 +286,7 @@ fn demo_self_test_passes_for_every_other_provider() {
             "{provider}: {}",
             out.stdout
         );
-        assert!(
-            !out.stdout.contains("[FAIL]"),
-            "{provider}: {}",
-            out.stdout
-        );
+        assert!(!out.stdout.contains("[FAIL]"), "{provider}: {}", out.stdout);
     }
 }
 

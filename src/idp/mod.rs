@@ -6,6 +6,7 @@
 //! transport failures and timeouts classify alike.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,10 +98,27 @@ pub enum LogoutOutcome {
     AlreadyGone,
 }
 
+/// What the gateway knows about the client behind a request, for providers
+/// whose API wants it (ciam sends the device's address and agent). Built
+/// only on a cache miss; the cache key stays the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client address: the peer, or from X-Forwarded-For when the peer
+    /// is a trusted proxy.
+    pub ip: IpAddr,
+    /// The request's `User-Agent`, when it sent a readable one.
+    pub user_agent: Option<Box<str>>,
+}
+
 /// A session API: validates and ends sessions.
 pub trait SessionProvider: Send + Sync + 'static {
-    /// Asks the IdP whether `key` is a live session and who it belongs to.
-    fn fetch<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<Verdict, IdpError>>;
+    /// Asks the IdP whether `key` is a live session and who it belongs to;
+    /// `client` describes the request that brought the credential.
+    fn fetch<'a>(
+        &'a self,
+        key: &'a Credential,
+        client: &'a ClientInfo,
+    ) -> BoxFuture<'a, Result<Verdict, IdpError>>;
     /// Ends the session at the IdP.
     fn logout<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<LogoutOutcome, IdpError>>;
     /// Which lists (roles, permissions) this provider reports, so headers and

@@ -115,7 +115,7 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
 mod tests {
     use super::*;
     use crate::auth::credential::Credential;
-    use crate::idp::{build, Verdict};
+    use crate::idp::{build, ClientInfo, Verdict};
 
     #[tokio::test]
     async fn emulate_with_enos_starts_the_enos_emulator_and_points_the_client_at_it() {
@@ -134,7 +134,14 @@ mod tests {
         );
         let token = enos.create_session("518", None).unwrap().token;
         let client = build(&cfg.idp).unwrap();
-        let verdict = client.fetch(&Credential::new(&token, "")).await.unwrap();
+        let local = ClientInfo {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            user_agent: None,
+        };
+        let verdict = client
+            .fetch(&Credential::new(&token, ""), &local)
+            .await
+            .unwrap();
         let Verdict::Valid { identity, .. } = verdict else {
             panic!("not valid: {verdict:?}")
         };
