@@ -99,7 +99,7 @@ fn check(cli: &Cli) -> ExitCode {
     }
 }
 
-/// `emulator`: a standalone IID- (default) or EnOS-compatible session server.
+/// `emulator`: a standalone IID- (default), EnOS- or CIAM-compatible session server.
 fn run_emulator(args: EmulatorArgs) -> ExitCode {
     telemetry::init(LogFormat::Pretty, "info");
     let users = match &args.users {
@@ -122,6 +122,19 @@ fn run_emulator(args: EmulatorArgs) -> ExitCode {
                 sessiongate::idp::enos::wire::SERVICE_PATH
             );
             emulator::enos::run(listener, enos, shutdown_signal()).await
+        });
+    }
+    if args.provider == EmulatedProvider::Ciam {
+        let ciam = emulator::ciam::CiamEmulator::new(users, args.expires_in, &args.api_key);
+        return block_on(1, async move {
+            let listener = TcpListener::bind(args.listen).await?;
+            let addr = listener.local_addr()?;
+            eprintln!(
+                "CIAM emulator on http://{addr} (exchange: {}, userinfo: {}; control: /__emulator/stats, /__emulator/sessions, /__emulator/fault, /__emulator/userinfo-fault)",
+                sessiongate::idp::ciam::wire::PATH_SSO_TICKET,
+                sessiongate::idp::ciam::wire::PATH_USERINFO
+            );
+            emulator::ciam::run(listener, ciam, shutdown_signal()).await
         });
     }
     let cfg = emulator::EmulatorConfig {

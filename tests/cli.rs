@@ -223,6 +223,7 @@ fn environment_overrides_apply_to_the_child_process() {
 const PROVIDER_EXAMPLES: &[(&str, &str)] = &[
     ("sessiongate.toml", "access_token = \"x\""),
     ("enos.toml", "api_key = \"x\""),
+    ("ciam.toml", "client_id = \"x\""),
 ];
 
 fn example_config(name: &str) -> PathBuf {
@@ -264,7 +265,7 @@ fn check_rejects_a_key_the_examples_provider_does_not_read() {
 
 #[test]
 fn demo_self_test_passes_for_every_other_provider() {
-    for provider in ["enos"] {
+    for provider in ["enos", "ciam"] {
         let mut cmd = sessiongate();
         cmd.args([
             "demo",

@@ -1,8 +1,8 @@
 //! Identity providers: the [`SessionProvider`] trait the gateway depends on,
 //! [`build`] to pick one from `[idp]`, and one folder per provider, each with
-//! the wire types it shares with its emulator: IID child sessions (`iid`)
-//! and EnOS IAM sessions (`enos`); the other session APIs in the seeds slot in
-//! beside them. `exchange` is the one HTTP round trip they all share, so
+//! the wire types it shares with its emulator: IID child sessions (`iid`),
+//! EnOS IAM sessions (`enos`) and CIAM session tokens (`ciam`); the other
+//! session APIs in the seeds slot in beside them. `exchange` is the one HTTP round trip they all share, so
 //! transport failures and timeouts classify alike.
 
 use std::future::Future;
@@ -22,6 +22,7 @@ use crate::auth::identity::Identity;
 use crate::config::{IdpConfig, ProviderConfig};
 use crate::connector::Connector;
 
+pub mod ciam;
 pub mod enos;
 pub mod iid;
 
@@ -34,6 +35,9 @@ pub enum BuildError {
     /// The EnOS IAM client.
     #[error(transparent)]
     Enos(#[from] enos::BuildError),
+    /// The CIAM client.
+    #[error(transparent)]
+    Ciam(#[from] ciam::BuildError),
 }
 
 /// The provider `[idp] provider` names, ready to be called.
@@ -41,6 +45,7 @@ pub fn build(cfg: &IdpConfig) -> Result<Arc<dyn SessionProvider>, BuildError> {
     Ok(match &cfg.provider {
         ProviderConfig::Iid(own) => Arc::new(iid::IidClient::new(cfg, own)?),
         ProviderConfig::Enos(_) => Arc::new(enos::EnosClient::new(cfg)?),
+        ProviderConfig::Ciam(own) => Arc::new(ciam::CiamClient::new(cfg, own)?),
     })
 }
 
@@ -207,7 +212,13 @@ mod tests {
     /// plan trusts `carries()`. They must agree for every provider.
     #[test]
     fn config_and_client_agree_on_what_each_provider_reports() {
-        for provider in ["iid", "enos"] {
+        for provider in [
+            "iid",
+            "enos",
+            "ciam\"\naccess_token = \"t",
+            "ciam\"\naccess_token = \"t\"\nuserinfo_url = \"http://127.0.0.1:1/u\"\nroles_pointer = \"/r",
+            "ciam\"\naccess_token = \"t\"\nuserinfo_url = \"http://127.0.0.1:1/u\"\npermissions_pointer = \"/p",
+        ] {
             let cfg = Config::from_toml_str(&format!(
                 "[idp]\nprovider = \"{provider}\"\n\
                  [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n"

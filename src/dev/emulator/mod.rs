@@ -28,8 +28,10 @@
 //! `users.rs` the users file; `state.rs` sessions, counters, fault;
 //! `handlers.rs` routing and answers; `sign_in.rs` the sign-in page; `enos.rs`
 //! the EnOS IAM emulator (same users, same [`Fault`] and body helpers);
+//! `ciam.rs` the CIAM ticket exchange and userinfo (likewise);
 //! `embedded.rs` `idp.emulate`.
 
+pub mod ciam;
 pub mod embedded;
 pub mod enos;
 mod handlers;
