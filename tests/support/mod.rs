@@ -22,8 +22,10 @@ use serde_json::Value;
 use sessiongate::app;
 use sessiongate::config::Config;
 use sessiongate::dev::echo;
+use sessiongate::dev::emulator::ciam::{self, CiamEmulator};
 use sessiongate::dev::emulator::enos::{self, EnosEmulator};
 use sessiongate::dev::emulator::{self, AppOrigin, Emulator, EmulatorConfig, SignIn};
+use sessiongate::idp::ciam::wire as ciam_wire;
 use sessiongate::idp::enos::wire as enos_wire;
 use sessiongate::pipeline::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +38,8 @@ pub mod system;
 
 /// API key the harness' emulator demands and the gateway sends.
 pub const API_KEY: &str = "test-api-key";
+/// Access token the CIAM emulator demands and the gateway sends.
+pub const CIAM_ACCESS_TOKEN: &str = "test-ciam-access-token";
 
 /// Routes used unless a test replaces them (`{up}` is the upstream address).
 pub const DEFAULT_ROUTES: &str = r#"
@@ -80,6 +84,14 @@ pub struct Builder {
     session_secs: u64,
     sign_in: bool,
     enos: bool,
+    ciam: Option<CiamMode>,
+}
+
+/// How [`Builder::ciam`] uses the CIAM emulator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CiamMode {
+    ValidateOnly,
+    Userinfo,
 }
 
 impl Default for Builder {
@@ -92,6 +104,7 @@ impl Default for Builder {
             session_secs: 600,
             sign_in: false,
             enos: false,
+            ciam: None,
         }
     }
 }
@@ -144,6 +157,19 @@ impl Builder {
         self
     }
 
+    /// Uses `idp.provider = "ciam"` against the CIAM emulator, validating
+    /// only (no `userinfo_url`).
+    pub fn ciam(mut self) -> Self {
+        self.ciam = Some(CiamMode::ValidateOnly);
+        self
+    }
+
+    /// [`Builder::ciam`] with `idp.userinfo_url` at the emulator's userinfo.
+    pub fn ciam_userinfo(mut self) -> Self {
+        self.ciam = Some(CiamMode::Userinfo);
+        self
+    }
+
     /// Starts emulator, upstream and gateway.
     pub async fn start(self) -> Harness {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -174,6 +200,24 @@ impl Builder {
             None
         };
 
+        let ciam = if self.ciam.is_some() {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let ciam = CiamEmulator::new(
+                emulator::default_users(),
+                self.session_secs,
+                CIAM_ACCESS_TOKEN,
+            );
+            let (tx, rx) = oneshot::channel::<()>();
+            stops.push(tx);
+            tokio::spawn(ciam::run(l, Arc::clone(&ciam), async move {
+                let _ = rx.await;
+            }));
+            Some((addr, ciam))
+        } else {
+            None
+        };
+
         let up_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = up_listener.local_addr().unwrap();
         tokio::spawn(echo::run(up_listener, async move {
@@ -181,10 +225,14 @@ impl Builder {
         }));
         let upstream = self.upstream.unwrap_or(echo_addr);
 
-        let base_url = self.idp_base_url.clone().unwrap_or_else(|| match &enos {
-            Some((addr, _)) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
-            None => format!("http://{idp}{}", emulator::BASE_PATH),
-        });
+        let base_url = self
+            .idp_base_url
+            .clone()
+            .unwrap_or_else(|| match (&enos, &ciam) {
+                (Some((addr, _)), _) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
+                (_, Some((addr, _))) => format!("http://{addr}"),
+                _ => format!("http://{idp}{}", emulator::BASE_PATH),
+            });
         let mut toml = String::new();
         let mut sections = self.sections;
         if self.sign_in {
@@ -195,6 +243,18 @@ impl Builder {
         idp_lines.insert(0, format!("base_url = \"{base_url}\""));
         if self.enos {
             idp_lines.insert(0, "provider = \"enos\"".into());
+        } else if let Some((addr, _)) = &ciam {
+            if self.ciam == Some(CiamMode::Userinfo) {
+                idp_lines.insert(
+                    0,
+                    format!(
+                        "userinfo_url = \"http://{addr}{}\"",
+                        ciam_wire::PATH_USERINFO
+                    ),
+                );
+            }
+            idp_lines.insert(0, format!("access_token = \"{CIAM_ACCESS_TOKEN}\""));
+            idp_lines.insert(0, "provider = \"ciam\"".into());
         } else {
             idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
         }
@@ -242,6 +302,7 @@ impl Builder {
             idp,
             emulator,
             enos,
+            ciam,
             gateway,
             client: Client::builder(TokioExecutor::new()).build_http(),
             serving,
@@ -268,6 +329,8 @@ pub struct Harness {
     pub emulator: Arc<Emulator>,
     /// With [`Builder::enos`]: the EnOS emulator's address and state.
     pub enos: Option<(SocketAddr, Arc<EnosEmulator>)>,
+    /// With [`Builder::ciam`]: the CIAM emulator's address and state.
+    pub ciam: Option<(SocketAddr, Arc<CiamEmulator>)>,
     /// The gateway itself (cache introspection).
     pub gateway: Arc<Gateway>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -417,6 +480,19 @@ impl Harness {
     /// Logs `profile` in at the EnOS emulator; returns the bearer token.
     pub fn enos_token(&self, profile: &str, secs: Option<u64>) -> String {
         self.enos()
+            .create_session(profile, secs)
+            .expect("user exists")
+            .token
+    }
+
+    /// The CIAM emulator (panics unless built with [`Builder::ciam`]).
+    pub fn ciam(&self) -> &CiamEmulator {
+        &self.ciam.as_ref().expect("built with Builder::ciam").1
+    }
+
+    /// Logs `profile` in at the CIAM emulator; returns the session token.
+    pub fn ciam_token(&self, profile: &str, secs: Option<u64>) -> String {
+        self.ciam()
             .create_session(profile, secs)
             .expect("user exists")
             .token
