@@ -596,3 +596,51 @@ fn the_standalone_emulator_speaks_enos_with_provider_enos() {
     assert!(unknown.starts_with("HTTP/1.1 401"), "{unknown}");
     assert!(unknown.contains("30401"), "{unknown}");
 }
+
+#[test]
+fn the_standalone_emulator_speaks_ciam_with_provider_ciam() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = sessiongate();
+    cmd.args([
+        "emulator",
+        "--provider",
+        "ciam",
+        "--api-key",
+        "at-1",
+        "--listen",
+    ])
+    .arg(addr.to_string())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = Running(cmd.spawn().unwrap());
+    let started = Instant::now();
+    let created = loop {
+        if let Some(answer) = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#) {
+            break answer;
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "emulator exited");
+        assert!(
+            started.elapsed() < PROCESS_DEADLINE,
+            "emulator never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let token = json["token"].as_str().unwrap();
+    let body = format!(
+        r#"{{"session_token":"{token}","operating_sys_version":"unknown","device_ip":"127.0.0.1","device_fingerprint":"f"}}"#
+    );
+    let path = "/api/v2/tenant/sso/session-token/sso-ticket";
+    let wrong = post(addr, path, "authorization: Bearer nope\r\n", &body).unwrap();
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let issued = post(addr, path, "authorization: Bearer at-1\r\n", &body).unwrap();
+    assert!(issued.starts_with("HTTP/1.1 200"), "{issued}");
+    let json: serde_json::Value =
+        serde_json::from_str(issued.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert!(json["sso_ticket"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssoTicket-"));
+    assert!(json["expire"].as_f64().unwrap() > 0.0);
+}
