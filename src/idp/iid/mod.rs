@@ -21,7 +21,8 @@ pub mod wire;
 
 use self::wire::{ChildSession, CommonResponse, SessionRequest};
 use super::{
-    describe_json, json_object, BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict,
+    describe_json, json_object, BoxFuture, ClientInfo, IdpError, LogoutOutcome, SessionProvider,
+    Verdict,
 };
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
@@ -112,7 +113,11 @@ impl IidClient {
 }
 
 impl SessionProvider for IidClient {
-    fn fetch<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<Verdict, IdpError>> {
+    fn fetch<'a>(
+        &'a self,
+        key: &'a Credential,
+        _client: &'a ClientInfo,
+    ) -> BoxFuture<'a, Result<Verdict, IdpError>> {
         Box::pin(async move {
             let (status, body) = self.call(&self.fetch_uri, key).await?;
             classify_fetch(status, &body, key)
