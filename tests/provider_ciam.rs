@@ -96,7 +96,7 @@ async fn a_valid_session_with_userinfo_reaches_the_upstream_with_the_ciam_identi
     let ctx = user_context(&r);
     assert_eq!(ctx["provider"], "ciam");
     assert_eq!(ctx["sub"], "518");
-    assert_eq!(ctx["name"], "KHADIJA ABDULLA YOUSEF ALALI");
+    assert_eq!(ctx["name"], "LAYLA HASSAN AL TEST");
     assert_eq!(ctx["roles"][0], "IID-INVESTOR", "the whole answer");
     for pii in ["email", "phone", "pii"] {
         assert!(

@@ -323,7 +323,7 @@ mod tests {
             extra: vec![("authority-type", "SELF".into())],
             context: object(json!({
                 "roles": [{"code": "IID-INVESTOR", "organizationIds": [2]}],
-                "profile": {"nameAr": "خديجه"},
+                "profile": {"nameAr": "ليلى"},
             })),
             pii: Some(object(json!({"eid": "784-0000", "email": "a@example.ae"}))),
             ..Default::default()
@@ -351,7 +351,7 @@ mod tests {
         assert_eq!(get(&a, "x-iid-session-id").unwrap(), "s-1");
         assert_eq!(get(&a, "x-iid-authority-type").unwrap(), "SELF");
         let ctx = context_json(&a);
-        assert_eq!(ctx["profile"]["nameAr"], "خديجه");
+        assert_eq!(ctx["profile"]["nameAr"], "ليلى");
         assert!(
             ctx.get("permissions").is_none(),
             "carried by x-iid-permissions only"

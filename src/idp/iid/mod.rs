@@ -385,12 +385,12 @@ mod tests {
         assert_eq!(identity.locale.as_deref(), Some("en"));
         assert_eq!(
             identity.context["profile"]["nameAr"],
-            "خديجه عبدالله يوسف ال على"
+            "ليلى حسن التجربة"
         );
         assert_eq!(identity.context["roles"][0]["code"], "IID-INVESTOR");
         assert_eq!(
             identity.pii.as_ref().unwrap()["eid"],
-            "784197910942578",
+            "784000000000518",
             "personal data stays out of the context"
         );
         assert!(identity.context.get("eid").is_none());
