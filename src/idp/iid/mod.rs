@@ -383,10 +383,7 @@ mod tests {
         assert_eq!(identity.permissions.len(), 36);
         assert_eq!(identity.roles[0], "IID-INVESTOR");
         assert_eq!(identity.locale.as_deref(), Some("en"));
-        assert_eq!(
-            identity.context["profile"]["nameAr"],
-            "ليلى حسن التجربة"
-        );
+        assert_eq!(identity.context["profile"]["nameAr"], "ليلى حسن التجربة");
         assert_eq!(identity.context["roles"][0]["code"], "IID-INVESTOR");
         assert_eq!(
             identity.pii.as_ref().unwrap()["eid"],
