@@ -48,6 +48,7 @@ pub mod config;
 pub mod connector;
 pub mod dev;
 pub mod error;
+pub mod forward_auth;
 pub mod html;
 pub mod idp;
 pub mod path;

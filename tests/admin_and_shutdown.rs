@@ -61,6 +61,7 @@ async fn start_config(cfg: Config) -> Running {
         Listeners {
             public,
             admin: Some(admin),
+            forward_auth: None,
         },
         async move {
             let _ = stopped.await;
