@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 pub mod browser;
+pub mod ingress;
 pub mod logs;
 pub mod system;
 
