@@ -80,11 +80,14 @@ async fn a_public_route_is_allowed_without_identity_and_without_the_idp() {
     assert_eq!(h.idp_fetches(), 0);
 }
 
+/// A path, the client's headers, and the status and reason both listeners answer.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, &'a str);
+
 #[tokio::test]
 async fn refusals_are_the_proxys_status_and_body() {
     let h = Harness::builder().forward_auth().start().await;
     let investor = h.login(users::INVESTOR);
-    let cases: [(&str, Vec<(&str, &str)>, u16, &str); 4] = [
+    let cases: [Case; 4] = [
         ("/admin/x", vec![], 401, "no_session"),
         (
             "/admin/x",
