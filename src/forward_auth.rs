@@ -113,7 +113,8 @@ impl ForwardAuth {
             Err(err) => {
                 log.failed(&err);
                 if matches!(err, GatewayError::UntrustedForwardAuthClient) {
-                    tracing::warn!(peer = %peer.ip(), "forward-auth request describing another request from an untrusted peer");
+                    // Someone outside the trusted ingress tried to name the request.
+                    tracing::warn!(peer = %peer.ip(), "untrusted forward-auth client");
                 }
                 html::error_response(&err, prefs, Some(&request_id))
             }
