@@ -303,3 +303,32 @@ fn challenge(redirect: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Response::from_parts(parts, body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn the_challenge_keeps_the_location_and_escapes_it_in_the_page() {
+        let mut redirect = Response::new(Full::new(Bytes::new()));
+        *redirect.status_mut() = StatusCode::FOUND;
+        redirect.headers_mut().insert(
+            LOCATION,
+            HeaderValue::from_static("https://sso.example/login?a=1&return_to=%2F\"x"),
+        );
+        let resp = challenge(redirect);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers()[LOCATION],
+            "https://sso.example/login?a=1&return_to=%2F\"x"
+        );
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let page = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            page.contains("url=https://sso.example/login?a=1&amp;return_to=%2F&quot;x\""),
+            "{page}"
+        );
+    }
+}
