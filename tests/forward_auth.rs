@@ -500,3 +500,114 @@ async fn the_access_log_names_the_mode_and_the_request_decided_on() {
         "the decision request's own: it described nothing trusted"
     );
 }
+
+/// The real binary serves decisions on `forward_auth.listen` beside the main
+/// listener, and a SIGTERM stops both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_decisions_and_stops_on_sigterm() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = std::env::temp_dir().join(format!("sessiongate-fa-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    // Ports free a moment ago may be taken before the child binds them: retry.
+    for attempt in 1..=3 {
+        let (public, decisions) = (free(), free());
+        let cfg = dir.join("gw.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nlisten = \"{public}\"\nshutdown_grace = \"5s\"\n[idp]\nemulate = true\n\
+                 [admin]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n\
+                 [forward_auth]\nlisten = \"{decisions}\"\n\
+                 [[routes]]\nprefix = \"/public/\"\nauth = \"public\"\n\
+                 [[routes]]\nprefix = \"/\"\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.join("gw.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+            .arg("--config")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let h = Harness::start().await; // only for its HTTP client
+        let started = Instant::now();
+        let answered = loop {
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            if tokio::net::TcpStream::connect(decisions).await.is_ok() {
+                break true;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no decision listener"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !answered {
+            assert!(attempt < 3 && text.contains("in use"), "{text}");
+            continue;
+        }
+        let url = format!("http://{decisions}/");
+        let decide = |uri: &'static str| {
+            let (h, url) = (&h, &url);
+            async move {
+                let headers = [("x-forwarded-uri", uri)];
+                h.request_url(http::Method::GET, url, &headers, bytes::Bytes::new())
+                    .await
+            }
+        };
+        assert_eq!(decide("/public/x").await.status, 200);
+        let r = decide("/private").await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.reason(), "no_session");
+        // Routes without `upstream` are fine with forward_auth on; the main
+        // listener has nowhere to send them.
+        let r = h
+            .request_url(
+                http::Method::GET,
+                &format!("http://{public}/public/x"),
+                &[],
+                bytes::Bytes::new(),
+            )
+            .await;
+        assert_eq!(r.reason(), "no_upstream");
+
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no exit after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            status.success(),
+            "{status}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+}
