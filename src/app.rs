@@ -169,7 +169,10 @@ pub async fn run(
     let gateway = build_gateway(&cfg)?;
     let admin = Arc::clone(gateway.admin());
     let cache = gateway.cache().clone();
-    admin.on_scrape(Box::new(move |m| m.set_cache_entries(cache.entry_count())));
+    admin.on_scrape(Box::new(move |m| {
+        m.set_cache_entries(cache.entry_count());
+        m.set_log_lines_dropped(crate::telemetry::dropped_lines());
+    }));
 
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = match listeners.admin {

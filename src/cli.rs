@@ -73,6 +73,9 @@ pub enum EmulatedProvider {
     Iid,
     /// EnOS IAM (`/enos-iam-service/v2.0/session/info`); `--api-key` is ignored.
     Enos,
+    /// SSO identity sessions (`/sso/sessions/identities/{token}.json`); `--api-key` is ignored.
+    #[value(name = "sso_identity")]
+    SsoIdentity,
 }
 
 impl EmulatedProvider {
@@ -81,6 +84,7 @@ impl EmulatedProvider {
         match self {
             EmulatedProvider::Iid => "iid",
             EmulatedProvider::Enos => "enos",
+            EmulatedProvider::SsoIdentity => "sso_identity",
         }
     }
 }

@@ -40,7 +40,7 @@ fn run_gateway(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(cfg.log.format, &cfg.log.level);
+    let _logs = telemetry::init(cfg.log.format, &cfg.log.level);
     let workers = cfg.server.workers;
     block_on(workers, async move {
         let public = bind("server.listen", cfg.server.listen).await?;
@@ -108,9 +108,9 @@ fn check(cli: &Cli) -> ExitCode {
     }
 }
 
-/// `emulator`: a standalone IID- (default) or EnOS-compatible session server.
+/// `emulator`: a standalone IID- (default), EnOS- or SSO-identity-compatible session server.
 fn run_emulator(args: EmulatorArgs) -> ExitCode {
-    telemetry::init(LogFormat::Pretty, "info");
+    let _logs = telemetry::init(LogFormat::Pretty, "info");
     let users = match &args.users {
         Some(path) => match emulator::load_users(path) {
             Ok(u) => u,
@@ -131,6 +131,19 @@ fn run_emulator(args: EmulatorArgs) -> ExitCode {
                 sessiongate::idp::enos::wire::SERVICE_PATH
             );
             emulator::enos::run(listener, enos, shutdown_signal()).await
+        });
+    }
+    if args.provider == EmulatedProvider::SsoIdentity {
+        let sso = emulator::sso_identity::SsoIdentityEmulator::new(users, args.expires_in);
+        return block_on(1, async move {
+            let listener = TcpListener::bind(args.listen).await?;
+            eprintln!(
+                "SSO identity emulator on http://{} (GET/DELETE {}<token>{}; control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
+                listener.local_addr()?,
+                sessiongate::idp::sso_identity::wire::PATH_IDENTITIES,
+                sessiongate::idp::sso_identity::wire::PATH_SUFFIX
+            );
+            emulator::sso_identity::run(listener, sso, shutdown_signal()).await
         });
     }
     let cfg = emulator::EmulatorConfig {
@@ -238,7 +251,7 @@ fn run_upstream(args: UpstreamArgs) -> ExitCode {
 
 /// `demo`: gateway, emulator and echo upstream on loopback.
 fn run_demo(args: DemoArgs) -> ExitCode {
-    telemetry::init(LogFormat::Pretty, "warn");
+    let _logs = telemetry::init(LogFormat::Pretty, "warn");
     block_on(
         0,
         demo::run(args.listen, args.provider.config_name(), args.self_test),

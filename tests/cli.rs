@@ -223,10 +223,13 @@ fn environment_overrides_apply_to_the_child_process() {
 const PROVIDER_EXAMPLES: &[(&str, &str)] = &[
     ("sessiongate.toml", "access_token = \"x\""),
     ("enos.toml", "api_key = \"x\""),
+    ("sso_identity.toml", "client_id = \"x\""),
 ];
 
 fn example_config(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(name)
 }
 
 #[test]
@@ -260,9 +263,12 @@ fn check_rejects_a_key_the_examples_provider_does_not_read() {
     }
 }
 
+/// Every provider but IID, whose demo (with the browser journey) has its own tests.
+const OTHER_PROVIDERS: &[&str] = &["enos", "sso_identity"];
+
 #[test]
 fn demo_self_test_passes_for_every_other_provider() {
-    for provider in ["enos"] {
+    for provider in OTHER_PROVIDERS {
         let mut cmd = sessiongate();
         cmd.args([
             "demo",
@@ -284,11 +290,7 @@ fn demo_self_test_passes_for_every_other_provider() {
             "{provider}: {}",
             out.stdout
         );
-        assert!(
-            !out.stdout.contains("[FAIL]"),
-            "{provider}: {}",
-            out.stdout
-        );
+        assert!(!out.stdout.contains("[FAIL]"), "{provider}: {}", out.stdout);
     }
 }
 
@@ -596,4 +598,53 @@ fn the_standalone_emulator_speaks_enos_with_provider_enos() {
     .unwrap();
     assert!(unknown.starts_with("HTTP/1.1 401"), "{unknown}");
     assert!(unknown.contains("30401"), "{unknown}");
+}
+
+#[test]
+fn the_standalone_emulator_speaks_sso_identity_with_provider_sso_identity() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = sessiongate();
+    cmd.arg("emulator")
+        .arg("--provider")
+        .arg("sso_identity")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = Running(cmd.spawn().unwrap());
+    let started = Instant::now();
+    let created = loop {
+        if let Some(answer) = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#) {
+            break answer;
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "emulator exited");
+        assert!(
+            started.elapsed() < PROCESS_DEADLINE,
+            "emulator never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let token = json["token"].as_str().unwrap();
+    let get = |token: &str| {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /sso/sessions/identities/{token}.json HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let read = get(token);
+    assert!(read.starts_with("HTTP/1.1 200"), "{read}");
+    assert!(read.contains(r#""user_token":"u518""#), "{read}");
+    assert!(read.contains(r#""flag":"success""#), "{read}");
+    let unknown = get("nope");
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+    assert!(unknown.contains(r#""flag":"error""#), "{unknown}");
 }

@@ -278,6 +278,7 @@ pub struct Metrics {
     upstream_duration: LatencyHistogram,
     cache_entries: Gauge,
     open_connections: Gauge,
+    log_lines_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -362,6 +363,13 @@ impl Metrics {
             open_connections.clone(),
         );
 
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "sessiongate_log_lines_dropped",
+            "Log lines dropped because the log writer fell behind (its queue was full), as of the last scrape",
+            log_lines_dropped.clone(),
+        );
+
         let intern = |name: &str| RouteLabel::new(name, &request_duration);
         let no_route = intern(NO_ROUTE);
         let routes = route_prefixes
@@ -384,6 +392,7 @@ impl Metrics {
             upstream_duration,
             cache_entries,
             open_connections,
+            log_lines_dropped,
         }
     }
 
@@ -460,6 +469,15 @@ impl Metrics {
     pub fn set_cache_entries(&self, entries: u64) {
         self.cache_entries
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// Raises `sessiongate_log_lines_dropped` to `total` (meant for an
+    /// [`super::Admin::on_scrape`] hook; the count itself lives in the log writer).
+    pub fn set_log_lines_dropped(&self, total: u64) {
+        let have = self.log_lines_dropped.get();
+        if total > have {
+            self.log_lines_dropped.inc_by(total - have);
+        }
     }
 
     /// A client connection was accepted: `sessiongate_open_connections` + 1.

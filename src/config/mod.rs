@@ -229,6 +229,8 @@ pub enum ProviderConfig {
     Iid(IidConfig),
     /// EnOS IAM "Get Session Information" (seed 002); no keys of its own.
     Enos(EnosConfig),
+    /// SSO identity sessions, "Read SSO session" (seed 003); no keys of its own.
+    SsoIdentity(SsoIdentityConfig),
 }
 
 impl ProviderConfig {
@@ -237,6 +239,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Iid(_) => IidConfig::PROVIDER,
             ProviderConfig::Enos(_) => EnosConfig::PROVIDER,
+            ProviderConfig::SsoIdentity(_) => SsoIdentityConfig::PROVIDER,
         }
     }
 
@@ -260,6 +263,16 @@ pub struct EnosConfig {}
 impl EnosConfig {
     /// The `idp.provider` value that selects EnOS IAM.
     pub const PROVIDER: &'static str = "enos";
+}
+
+/// SSO identity sessions' own keys: none; the credential is the identity
+/// token from the session cookie (or bearer token).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SsoIdentityConfig {}
+
+impl SsoIdentityConfig {
+    /// The `idp.provider` value that selects SSO identity sessions.
+    pub const PROVIDER: &'static str = "sso_identity";
 }
 
 /// IID's own keys.

@@ -17,6 +17,7 @@ use super::raw::{
     RawAdmin, RawCache, RawConfig, RawForwardAuth, RawHeaders, RawIdp, RawLog, RawRoute, RawServer,
     RawSession, RawTls, RawUpstream,
 };
+use super::SsoIdentityConfig;
 use super::{
     AdminConfig, Auth, CaBundle, CacheConfig, Config, ConfigError, EnosConfig, ForwardAuthConfig,
     HeadersConfig, IdpConfig, IidConfig, LogConfig, LogFormat, ProviderConfig, RouteConfig, Secret,
@@ -227,6 +228,12 @@ const PROVIDERS: &[Provider] = &[
         keys: &[],
         own_headers: &["authorization", "content-type", "accept"],
         build: |_, _| ProviderConfig::Enos(EnosConfig {}),
+    },
+    Provider {
+        name: SsoIdentityConfig::PROVIDER,
+        keys: &[],
+        own_headers: &["accept"],
+        build: |_, _| ProviderConfig::SsoIdentity(SsoIdentityConfig {}),
     },
 ];
 
@@ -709,7 +716,7 @@ mod tests {
     fn unknown_provider_lists_the_known_ones() {
         let err = error_of(&format!("[idp]\nprovider = \"okta\"\n{ROUTE}"));
         assert!(
-            err.contains(r#"idp.provider: unknown provider "okta" (supported: "iid", "enos")"#),
+            err.contains(r#"idp.provider: unknown provider "okta" (supported: "iid", "enos", "sso_identity")"#),
             "{err}"
         );
     }
@@ -772,6 +779,34 @@ mod tests {
     }
 
     #[test]
+    fn sso_identity_has_no_own_keys_and_refuses_others_keys() {
+        let c =
+            Config::from_toml_str(&format!("[idp]\nprovider = \"sso_identity\"\n{ROUTE}")).unwrap();
+        assert_eq!(
+            c.idp.provider,
+            ProviderConfig::SsoIdentity(SsoIdentityConfig {})
+        );
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"sso_identity\"\napi_key = \"k\"\nclient_id = \"c\"\n{ROUTE}"
+        ));
+        for key in ["api_key", "client_id"] {
+            assert!(
+                err.contains(&format!(
+                    r#"idp.{key}: not a key of provider "sso_identity""#
+                )),
+                "{err}"
+            );
+        }
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"sso_identity\"\nheaders = {{ \"Accept\" = \"text/html\" }}\n{ROUTE}"
+        ));
+        assert!(
+            err.contains("idp.headers.Accept: is set by the gateway"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn idp_headers_are_checked_and_never_echoed() {
         let c = Config::from_toml_str(&format!(
             "[idp]\nheaders = {{ \"X-Gateway-Key\" = \"s3cret-value\" }}\n{ROUTE}"
@@ -818,6 +853,17 @@ mod tests {
         );
         assert!(
             err.contains(r#"routes[2].permissions: provider "enos" reports no permissions"#),
+            "{err}"
+        );
+        let err = error_of(&format!("[idp]\nprovider = \"sso_identity\"\n{routes}"));
+        assert!(
+            err.contains(r#"routes[1].roles: provider "sso_identity" reports no roles"#),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                r#"routes[2].permissions: provider "sso_identity" reports no permissions"#
+            ),
             "{err}"
         );
         assert!(Config::from_toml_str(routes).is_ok(), "iid reports both");

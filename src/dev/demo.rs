@@ -344,7 +344,11 @@ async fn self_check(
 ) -> std::io::Result<()> {
     let mut p = Probe::new();
     let a = p
-        .get(gw, "/whoami", &[("cookie", cookie), ("x-iid-profile-id", "1")])
+        .get(
+            gw,
+            "/whoami",
+            &[("cookie", cookie), ("x-iid-profile-id", "1")],
+        )
         .await?;
     println!("{}", a.body);
     let echoed: serde_json::Value = serde_json::from_str(&a.body).unwrap_or_default();

@@ -1,7 +1,7 @@
 //! Identity providers: the [`SessionProvider`] trait the gateway depends on,
 //! [`build`] to pick one from `[idp]`, and one folder per provider, each with
 //! the wire types it shares with its emulator: IID child sessions (`iid`)
-//! and EnOS IAM sessions (`enos`); the other session APIs in the seeds slot in
+//! EnOS IAM sessions (`enos`) and SSO identity sessions (`sso_identity`); the other session APIs in the seeds slot in
 //! beside them. `exchange` is the one HTTP round trip they all share, so
 //! transport failures and timeouts classify alike.
 
@@ -23,6 +23,7 @@ use crate::connector::Connector;
 
 pub mod enos;
 pub mod iid;
+pub mod sso_identity;
 
 /// Why a provider client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,9 @@ pub enum BuildError {
     /// The EnOS IAM client.
     #[error(transparent)]
     Enos(#[from] enos::BuildError),
+    /// The SSO identity sessions client.
+    #[error(transparent)]
+    SsoIdentity(#[from] sso_identity::BuildError),
 }
 
 /// The provider `[idp] provider` names, ready to be called.
@@ -40,6 +44,7 @@ pub fn build(cfg: &IdpConfig) -> Result<Arc<dyn SessionProvider>, BuildError> {
     Ok(match &cfg.provider {
         ProviderConfig::Iid(own) => Arc::new(iid::IidClient::new(cfg, own)?),
         ProviderConfig::Enos(_) => Arc::new(enos::EnosClient::new(cfg)?),
+        ProviderConfig::SsoIdentity(_) => Arc::new(sso_identity::SsoIdentityClient::new(cfg)?),
     })
 }
 
@@ -189,7 +194,7 @@ mod tests {
     /// plan trusts `carries()`. They must agree for every provider.
     #[test]
     fn config_and_client_agree_on_what_each_provider_reports() {
-        for provider in ["iid", "enos"] {
+        for provider in ["iid", "enos", "sso_identity"] {
             let cfg = Config::from_toml_str(&format!(
                 "[idp]\nprovider = \"{provider}\"\n\
                  [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n"

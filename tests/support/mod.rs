@@ -23,6 +23,7 @@ use sessiongate::app;
 use sessiongate::config::Config;
 use sessiongate::dev::echo;
 use sessiongate::dev::emulator::enos::{self, EnosEmulator};
+use sessiongate::dev::emulator::sso_identity::{self, SsoIdentityEmulator};
 use sessiongate::dev::emulator::{self, AppOrigin, Emulator, EmulatorConfig, SignIn};
 use sessiongate::idp::enos::wire as enos_wire;
 use sessiongate::pipeline::Gateway;
@@ -82,6 +83,7 @@ pub struct Builder {
     sign_in: bool,
     enos: bool,
     forward_auth: bool,
+    sso_identity: bool,
 }
 
 impl Default for Builder {
@@ -95,6 +97,7 @@ impl Default for Builder {
             sign_in: false,
             enos: false,
             forward_auth: false,
+            sso_identity: false,
         }
     }
 }
@@ -154,6 +157,13 @@ impl Builder {
         self
     }
 
+    /// Uses `idp.provider = "sso_identity"` against the SSO identity emulator
+    /// (the IID emulator still runs, unused).
+    pub fn sso_identity(mut self) -> Self {
+        self.sso_identity = true;
+        self
+    }
+
     /// Starts emulator, upstream and gateway.
     pub async fn start(self) -> Harness {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -183,6 +193,19 @@ impl Builder {
         } else {
             None
         };
+        let sso = if self.sso_identity {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let sso = SsoIdentityEmulator::new(emulator::default_users(), self.session_secs);
+            let (tx, rx) = oneshot::channel::<()>();
+            stops.push(tx);
+            tokio::spawn(sso_identity::run(l, Arc::clone(&sso), async move {
+                let _ = rx.await;
+            }));
+            Some((addr, sso))
+        } else {
+            None
+        };
 
         let up_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = up_listener.local_addr().unwrap();
@@ -191,10 +214,14 @@ impl Builder {
         }));
         let upstream = self.upstream.unwrap_or(echo_addr);
 
-        let base_url = self.idp_base_url.clone().unwrap_or_else(|| match &enos {
-            Some((addr, _)) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
-            None => format!("http://{idp}{}", emulator::BASE_PATH),
-        });
+        let base_url = self
+            .idp_base_url
+            .clone()
+            .unwrap_or_else(|| match (&enos, &sso) {
+                (Some((addr, _)), _) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
+                (_, Some((addr, _))) => format!("http://{addr}"),
+                _ => format!("http://{idp}{}", emulator::BASE_PATH),
+            });
         let mut toml = String::new();
         let mut sections = self.sections;
         if self.sign_in {
@@ -205,6 +232,8 @@ impl Builder {
         idp_lines.insert(0, format!("base_url = \"{base_url}\""));
         if self.enos {
             idp_lines.insert(0, "provider = \"enos\"".into());
+        } else if self.sso_identity {
+            idp_lines.insert(0, "provider = \"sso_identity\"".into());
         } else {
             idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
         }
@@ -273,6 +302,7 @@ impl Builder {
             idp,
             emulator,
             enos,
+            sso,
             gateway,
             client: Client::builder(TokioExecutor::new()).build_http(),
             serving,
@@ -301,6 +331,8 @@ pub struct Harness {
     pub emulator: Arc<Emulator>,
     /// With [`Builder::enos`]: the EnOS emulator's address and state.
     pub enos: Option<(SocketAddr, Arc<EnosEmulator>)>,
+    /// With [`Builder::sso_identity`]: the SSO identity emulator's address and state.
+    pub sso: Option<(SocketAddr, Arc<SsoIdentityEmulator>)>,
     /// The gateway itself (cache introspection).
     pub gateway: Arc<Gateway>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -450,6 +482,24 @@ impl Harness {
     /// Logs `profile` in at the EnOS emulator; returns the bearer token.
     pub fn enos_token(&self, profile: &str, secs: Option<u64>) -> String {
         self.enos()
+            .create_session(profile, secs)
+            .expect("user exists")
+            .token
+    }
+
+    /// The SSO identity emulator (panics unless built with [`Builder::sso_identity`]).
+    pub fn sso(&self) -> &SsoIdentityEmulator {
+        &self
+            .sso
+            .as_ref()
+            .expect("built with Builder::sso_identity")
+            .1
+    }
+
+    /// Starts an SSO session for `profile` at the SSO identity emulator;
+    /// returns its identity token.
+    pub fn sso_token(&self, profile: &str, secs: Option<u64>) -> String {
+        self.sso()
             .create_session(profile, secs)
             .expect("user exists")
             .token

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::enos::{self, EnosEmulator};
+use super::sso_identity::{self, SsoIdentityEmulator};
 use super::{default_users, run, Emulator, EmulatorConfig, BASE_PATH};
 use crate::config::{Config, ProviderConfig, SessionConfig};
 
@@ -28,6 +29,8 @@ pub enum Emulated {
     Iid(Arc<Emulator>),
     /// The EnOS IAM emulator.
     Enos(Arc<EnosEmulator>),
+    /// The SSO identity sessions emulator.
+    SsoIdentity(Arc<SsoIdentityEmulator>),
 }
 
 impl Emulated {
@@ -49,6 +52,10 @@ impl Emulated {
             }
             Emulated::Enos(enos) => {
                 let created = enos.create_session(profile_id, None)?;
+                Some(format!("{}={}", session.id_cookie, created.token))
+            }
+            Emulated::SsoIdentity(sso) => {
+                let created = sso.create_session(profile_id, None)?;
                 Some(format!("{}={}", session.id_cookie, created.token))
             }
         }
@@ -82,6 +89,25 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
             return Ok(Some(EmbeddedIdp {
                 addr,
                 emulator: Emulated::Enos(enos),
+            }));
+        }
+        ProviderConfig::SsoIdentity(_) => {
+            let sso = SsoIdentityEmulator::new(default_users(), EMBEDDED_SESSION_SECS);
+            let state = Arc::clone(&sso);
+            tokio::spawn(async move {
+                if let Err(e) = sso_identity::run(listener, state, std::future::pending()).await {
+                    tracing::error!(error = %e, "embedded SSO identity emulator stopped");
+                }
+            });
+            cfg.idp.base_url = format!("http://{addr}");
+            tracing::warn!(
+                emulator = %addr,
+                "idp.emulate = true: sessions are checked by the built-in SSO identity emulator, not a real IdP; never use this in production. \
+                 Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": \"518\"}}'"
+            );
+            return Ok(Some(EmbeddedIdp {
+                addr,
+                emulator: Emulated::SsoIdentity(sso),
             }));
         }
     };
@@ -140,5 +166,31 @@ mod tests {
         };
         assert_eq!(identity.subject, "u518");
         assert_eq!(enos.stats().fetch, 1);
+    }
+
+    #[tokio::test]
+    async fn emulate_with_sso_identity_starts_its_emulator_and_points_the_client_at_it() {
+        let mut cfg = Config::from_toml_str(
+            "[idp]\nprovider = \"sso_identity\"\nemulate = true\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n",
+        )
+        .unwrap();
+        let embedded = start(&mut cfg).await.unwrap().unwrap();
+        let Emulated::SsoIdentity(sso) = &embedded.emulator else {
+            panic!("not the SSO identity emulator")
+        };
+        assert_eq!(cfg.idp.base_url, format!("http://{}", embedded.addr));
+        let cookie = embedded
+            .emulator
+            .sign_in_cookie(&cfg.session, "518")
+            .unwrap();
+        let token = cookie.strip_prefix("iid_session_id=").unwrap();
+        let client = build(&cfg.idp).unwrap();
+        let verdict = client.fetch(&Credential::new(token, "")).await.unwrap();
+        let Verdict::Valid { identity, .. } = verdict else {
+            panic!("not valid: {verdict:?}")
+        };
+        assert_eq!(identity.subject, "u518");
+        assert_eq!(sso.stats().fetch, 1);
     }
 }
