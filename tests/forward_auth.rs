@@ -7,7 +7,6 @@
 mod support;
 
 use sessiongate::dev::emulator::Fault;
-use support::logs::capture;
 use support::{users, Harness, Reply};
 
 const BROWSER: &str = "text/html,application/xhtml+xml,*/*;q=0.8";
@@ -453,161 +452,77 @@ upstream = "http://{up}"
     assert!(!r.from_upstream());
 }
 
+/// `app::run`, as the binary calls it, serves decisions on the forward-auth
+/// listener beside the main one and stops both on shutdown.
 #[tokio::test]
-async fn the_access_log_names_the_mode_and_the_request_decided_on() {
-    let (lines, _guard) = capture();
-    let h = Harness::builder().forward_auth().start().await;
-    let investor = h.login(users::INVESTOR);
-    let r = h
-        .decide(
-            "/_auth",
-            &[
-                ("cookie", &investor),
-                ("x-forwarded-method", "POST"),
-                ("x-forwarded-uri", "/admin/x?token=secret"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, 403);
-    h.get("/public/x", &[]).await;
-    let access = lines.access();
-    assert_eq!(access.len(), 2, "{access:?}");
-    let decision = &access[0];
-    assert_eq!(decision["mode"], "forward_auth");
-    assert_eq!(decision["method"], "POST");
-    assert_eq!(
-        decision["path"], "/admin/x",
-        "the path only, never the query"
+async fn run_serves_decisions_beside_the_main_listener_and_stops_both() {
+    use sessiongate::app::{self, Listeners};
+    use sessiongate::config::Config;
+    use sessiongate::dev::emulator::BASE_PATH;
+    use tokio::net::TcpListener;
+
+    let h = Harness::start().await; // the emulator, and a client
+    let cfg = Config::from_toml_str(&format!(
+        "[idp]\nbase_url = \"http://{}{BASE_PATH}\"\napi_key = \"{}\"\n\
+         [forward_auth]\nlisten = \"127.0.0.1:0\"\n\
+         [[routes]]\nprefix = \"/public/\"\nauth = \"public\"\n\
+         [[routes]]\nprefix = \"/\"\n",
+        h.idp,
+        support::API_KEY
+    ))
+    .unwrap();
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let decisions = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (public_addr, decisions_addr) = (
+        public.local_addr().unwrap(),
+        decisions.local_addr().unwrap(),
     );
-    assert_eq!(decision["route"], "/admin");
-    assert_eq!(decision["detail"], "missing_permission");
-    assert_eq!(decision["profile_id"], "518");
-    assert_eq!(access[1]["mode"], "proxy");
-    assert!(!lines.text().contains("secret"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app::run(
+        cfg,
+        Listeners {
+            public,
+            admin: None,
+            forward_auth: Some(decisions),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
 
-    let r = Harness::builder()
-        .set("forward_auth", "trust_loopback = false")
-        .forward_auth()
-        .start()
-        .await
-        .decide("/", &[("x-forwarded-uri", "/public/x")])
-        .await;
-    assert_eq!(r.status, 403);
-    let access = lines.access();
-    assert_eq!(access[2]["reason"], "untrusted_forward_auth_client");
-    assert_eq!(
-        access[2]["path"], "/",
-        "the decision request's own: it described nothing trusted"
-    );
-}
-
-/// The real binary serves decisions on `forward_auth.listen` beside the main
-/// listener, and a SIGTERM stops both.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_serves_decisions_and_stops_on_sigterm() {
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    let dir = std::env::temp_dir().join(format!("sessiongate-fa-run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    // Ports free a moment ago may be taken before the child binds them: retry.
-    for attempt in 1..=3 {
-        let (public, decisions) = (free(), free());
-        let cfg = dir.join("gw.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[server]\nlisten = \"{public}\"\nshutdown_grace = \"5s\"\n[idp]\nemulate = true\n\
-                 [admin]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n\
-                 [forward_auth]\nlisten = \"{decisions}\"\n\
-                 [[routes]]\nprefix = \"/public/\"\nauth = \"public\"\n\
-                 [[routes]]\nprefix = \"/\"\n"
-            ),
-        )
-        .unwrap();
-        let log = dir.join("gw.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let h = Harness::start().await; // only for its HTTP client
-        let started = Instant::now();
-        let answered = loop {
-            if child.try_wait().unwrap().is_some() {
-                break false;
-            }
-            if tokio::net::TcpStream::connect(decisions).await.is_ok() {
-                break true;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no decision listener"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if !answered {
-            assert!(attempt < 3 && text.contains("in use"), "{text}");
-            continue;
+    let cookie = h.login(users::INVESTOR);
+    let decide = |uri: &'static str| {
+        let (h, cookie) = (&h, &cookie);
+        async move {
+            let headers = [("cookie", cookie.as_str()), ("x-forwarded-uri", uri)];
+            let url = format!("http://{decisions_addr}/");
+            h.request_url(http::Method::GET, &url, &headers, bytes::Bytes::new())
+                .await
         }
-        let url = format!("http://{decisions}/");
-        let decide = |uri: &'static str| {
-            let (h, url) = (&h, &url);
-            async move {
-                let headers = [("x-forwarded-uri", uri)];
-                h.request_url(http::Method::GET, url, &headers, bytes::Bytes::new())
-                    .await
-            }
-        };
-        assert_eq!(decide("/public/x").await.status, 200);
-        let r = decide("/private").await;
-        assert_eq!(r.status, 401);
-        assert_eq!(r.reason(), "no_session");
-        // Routes without `upstream` are fine with forward_auth on; the main
-        // listener has nowhere to send them.
-        let r = h
-            .request_url(
-                http::Method::GET,
-                &format!("http://{public}/public/x"),
-                &[],
-                bytes::Bytes::new(),
-            )
-            .await;
-        assert_eq!(r.reason(), "no_upstream");
+    };
+    let r = decide("/x").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["x-iid-profile-id"], "518");
+    assert_eq!(decide("/public/x").await.status, 200);
+    // Routes without `upstream`: the main listener has nowhere to send them.
+    let url = format!("http://{public_addr}/x");
+    let r = h
+        .request_url(
+            http::Method::GET,
+            &url,
+            &[("cookie", &cookie)],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.reason(), "no_upstream");
 
-        let killed = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no exit after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert!(
-            status.success(),
-            "{status}: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-        return;
-    }
+    drop(stop);
+    let done = tokio::time::timeout(std::time::Duration::from_secs(30), running).await;
+    assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
+    assert!(
+        tokio::net::TcpStream::connect(decisions_addr)
+            .await
+            .is_err(),
+        "the decision listener is closed"
+    );
 }
