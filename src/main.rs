@@ -108,7 +108,7 @@ fn check(cli: &Cli) -> ExitCode {
     }
 }
 
-/// `emulator`: a standalone IID- (default), EnOS- or SSO-identity-compatible session server.
+/// `emulator`: a standalone IID- (default), EnOS-, SSO-identity- or CIAM-compatible session server.
 fn run_emulator(args: EmulatorArgs) -> ExitCode {
     let _logs = telemetry::init(LogFormat::Pretty, "info");
     let users = match &args.users {
@@ -144,6 +144,19 @@ fn run_emulator(args: EmulatorArgs) -> ExitCode {
                 sessiongate::idp::sso_identity::wire::PATH_SUFFIX
             );
             emulator::sso_identity::run(listener, sso, shutdown_signal()).await
+        });
+    }
+    if args.provider == EmulatedProvider::Ciam {
+        let ciam = emulator::ciam::CiamEmulator::new(users, args.expires_in, &args.api_key);
+        return block_on(1, async move {
+            let listener = TcpListener::bind(args.listen).await?;
+            let addr = listener.local_addr()?;
+            eprintln!(
+                "CIAM emulator on http://{addr} (exchange: {}, userinfo: {}; control: /__emulator/stats, /__emulator/sessions, /__emulator/fault, /__emulator/userinfo-fault)",
+                sessiongate::idp::ciam::wire::PATH_SSO_TICKET,
+                sessiongate::idp::ciam::wire::PATH_USERINFO
+            );
+            emulator::ciam::run(listener, ciam, shutdown_signal()).await
         });
     }
     let cfg = emulator::EmulatorConfig {

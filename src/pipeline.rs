@@ -24,7 +24,7 @@ use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::html;
-use crate::idp::{IdpError, SessionProvider, Verdict};
+use crate::idp::{ClientInfo, IdpError, SessionProvider, Verdict};
 use crate::path::{local_target, normalize_path};
 use crate::proxy::{self, Forwarder, ResponseBody};
 use crate::request_id;
@@ -272,7 +272,7 @@ impl Gateway {
         let auth = match &route.access {
             Access::Public => None,
             Access::Required { permissions, roles } => {
-                let auth = match self.authenticate(&parts.headers, log).await {
+                let auth = match self.authenticate(&parts.headers, peer, log).await {
                     Ok(auth) => auth,
                     Err(err @ (GatewayError::NoSession | GatewayError::InvalidSession)) => {
                         log.auth_outcome = auth_failure(&err);
@@ -385,10 +385,38 @@ impl Gateway {
         self.trusted_proxies.iter().any(|n| n.contains(&peer))
     }
 
+    /// The client's address as far as the gateway can vouch for it: the
+    /// peer, unless the peer is a trusted proxy; then X-Forwarded-For is read
+    /// right to left and the first address that is not a trusted proxy wins
+    /// (addresses further left were written by nobody the gateway trusts).
+    /// An unreadable entry stops the walk at the last vouched-for address.
+    fn client_ip(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for value in headers.get_all("x-forwarded-for").iter().rev() {
+            let Ok(text) = value.to_str() else {
+                return client;
+            };
+            for hop in text.rsplit(',') {
+                let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                    return client;
+                };
+                client = ip;
+                if !self.is_trusted(ip) {
+                    return ip;
+                }
+            }
+        }
+        client
+    }
+
     /// Credential -> cache -> (IdP, coalesced) -> rendered identity.
     async fn authenticate(
         &self,
         headers: &HeaderMap,
+        peer: IpAddr,
         log: &mut Outcome<'_>,
     ) -> Result<Arc<Authenticated>, GatewayError> {
         let key = match self.credentials.read(headers) {
@@ -400,7 +428,7 @@ impl Gateway {
         log.session = Some(key.fingerprint());
         let (cached, lookup) = self
             .cache
-            .get_or_resolve(&key, self.resolve(&key))
+            .get_or_resolve(&key, self.resolve(&key, headers, peer))
             .await
             .map_err(|e| GatewayError::Idp((*e).clone()))?;
         log.lookup = Some(lookup);
@@ -410,10 +438,23 @@ impl Gateway {
         }
     }
 
-    /// One IdP call, rendered into what the cache stores.
-    async fn resolve(&self, key: &Credential) -> Result<Fresh, IdpError> {
+    /// One IdP call, rendered into what the cache stores. The client's
+    /// address and agent are gathered here, so only a cache miss pays for them.
+    async fn resolve(
+        &self,
+        key: &Credential,
+        headers: &HeaderMap,
+        peer: IpAddr,
+    ) -> Result<Fresh, IdpError> {
+        let client = ClientInfo {
+            ip: self.client_ip(headers, peer),
+            user_agent: headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(Into::into),
+        };
         let asked = Instant::now();
-        let answer = self.idp.fetch(key).await;
+        let answer = self.idp.fetch(key, &client).await;
         self.admin.metrics().idp_call(
             asked.elapsed(),
             match &answer {

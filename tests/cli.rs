@@ -224,6 +224,7 @@ const PROVIDER_EXAMPLES: &[(&str, &str)] = &[
     ("sessiongate.toml", "access_token = \"x\""),
     ("enos.toml", "api_key = \"x\""),
     ("sso_identity.toml", "client_id = \"x\""),
+    ("ciam.toml", "client_id = \"x\""),
 ];
 
 fn example_config(name: &str) -> PathBuf {
@@ -264,7 +265,7 @@ fn check_rejects_a_key_the_examples_provider_does_not_read() {
 }
 
 /// Every provider but IID, whose demo (with the browser journey) has its own tests.
-const OTHER_PROVIDERS: &[&str] = &["enos", "sso_identity"];
+const OTHER_PROVIDERS: &[&str] = &["enos", "sso_identity", "ciam"];
 
 #[test]
 fn demo_self_test_passes_for_every_other_provider() {
@@ -647,4 +648,52 @@ fn the_standalone_emulator_speaks_sso_identity_with_provider_sso_identity() {
     let unknown = get("nope");
     assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
     assert!(unknown.contains(r#""flag":"error""#), "{unknown}");
+}
+
+#[test]
+fn the_standalone_emulator_speaks_ciam_with_provider_ciam() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = sessiongate();
+    cmd.args([
+        "emulator",
+        "--provider",
+        "ciam",
+        "--api-key",
+        "at-1",
+        "--listen",
+    ])
+    .arg(addr.to_string())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = Running(cmd.spawn().unwrap());
+    let started = Instant::now();
+    let created = loop {
+        if let Some(answer) = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#) {
+            break answer;
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "emulator exited");
+        assert!(
+            started.elapsed() < PROCESS_DEADLINE,
+            "emulator never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let token = json["token"].as_str().unwrap();
+    let body = format!(
+        r#"{{"session_token":"{token}","operating_sys_version":"unknown","device_ip":"127.0.0.1","device_fingerprint":"f"}}"#
+    );
+    let path = "/api/v2/tenant/sso/session-token/sso-ticket";
+    let wrong = post(addr, path, "authorization: Bearer nope\r\n", &body).unwrap();
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let issued = post(addr, path, "authorization: Bearer at-1\r\n", &body).unwrap();
+    assert!(issued.starts_with("HTTP/1.1 200"), "{issued}");
+    let json: serde_json::Value =
+        serde_json::from_str(issued.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert!(json["sso_ticket"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssoTicket-"));
+    assert!(json["expire"].as_f64().unwrap() > 0.0);
 }

@@ -83,7 +83,7 @@ async fn a_valid_session_reaches_the_upstream_with_the_enos_identity() {
     let ctx = user_context(&r);
     assert_eq!(ctx["provider"], "enos");
     assert_eq!(ctx["userId"], "u518");
-    assert_eq!(ctx["name"], "KHADIJA ABDULLA YOUSEF ALALI");
+    assert_eq!(ctx["name"], "LAYLA HASSAN AL TEST");
     assert_eq!(ctx["type"], 2);
     assert_eq!(ctx["workingOrganization"]["id"], "o518");
     assert_eq!(

@@ -105,12 +105,6 @@ impl HeaderPlan {
         for r in &identity.roles {
             check_item("roles", r)?;
         }
-        if identity.subject.is_empty() {
-            return Err(RenderError {
-                field: "subject",
-                why: "missing",
-            });
-        }
         let permissions = self
             .carries
             .permissions
@@ -123,7 +117,12 @@ impl HeaderPlan {
         if let Some(v) = &identity.session_id {
             slots.push((n.session_id.clone(), v, "session_id"));
         }
-        slots.push((n.profile_id.clone(), &identity.subject, "subject"));
+        // An empty subject is a provider that names no one (ciam without
+        // userinfo): no profile id rather than an empty one. Providers that
+        // do name a subject refuse an empty one themselves.
+        if !identity.subject.is_empty() {
+            slots.push((n.profile_id.clone(), &identity.subject, "subject"));
+        }
         if let Some(v) = &permissions {
             slots.push((n.permissions.clone(), v, "permissions"));
         }
@@ -324,7 +323,7 @@ mod tests {
             extra: vec![("authority-type", "SELF".into())],
             context: object(json!({
                 "roles": [{"code": "IID-INVESTOR", "organizationIds": [2]}],
-                "profile": {"nameAr": "خديجه"},
+                "profile": {"nameAr": "ليلى"},
             })),
             pii: Some(object(json!({"eid": "784-0000", "email": "a@example.ae"}))),
             ..Default::default()
@@ -352,7 +351,7 @@ mod tests {
         assert_eq!(get(&a, "x-iid-session-id").unwrap(), "s-1");
         assert_eq!(get(&a, "x-iid-authority-type").unwrap(), "SELF");
         let ctx = context_json(&a);
-        assert_eq!(ctx["profile"]["nameAr"], "خديجه");
+        assert_eq!(ctx["profile"]["nameAr"], "ليلى");
         assert!(
             ctx.get("permissions").is_none(),
             "carried by x-iid-permissions only"
@@ -421,6 +420,17 @@ mod tests {
         let mut id = sample();
         id.subject = "5\n18".into();
         assert!(plan(false).render(&id).is_err());
+    }
+
+    #[test]
+    fn an_empty_subject_sends_no_profile_id() {
+        let mut id = sample();
+        id.subject.clear();
+        let a = plan(false).render(&id).unwrap();
+        let mut h = HeaderMap::new();
+        a.inject(&mut h);
+        assert!(h.get("x-iid-profile-id").is_none());
+        assert!(h.get("x-iid-user-context").is_some());
     }
 
     #[test]

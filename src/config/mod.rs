@@ -231,6 +231,8 @@ pub enum ProviderConfig {
     Enos(EnosConfig),
     /// SSO identity sessions, "Read SSO session" (seed 003); no keys of its own.
     SsoIdentity(SsoIdentityConfig),
+    /// CIAM session-token exchange (seed 004), optionally redeeming the ticket at userinfo.
+    Ciam(CiamConfig),
 }
 
 impl ProviderConfig {
@@ -240,18 +242,25 @@ impl ProviderConfig {
             ProviderConfig::Iid(_) => IidConfig::PROVIDER,
             ProviderConfig::Enos(_) => EnosConfig::PROVIDER,
             ProviderConfig::SsoIdentity(_) => SsoIdentityConfig::PROVIDER,
+            ProviderConfig::Ciam(_) => CiamConfig::PROVIDER,
         }
     }
 
     /// Whether the provider reports role codes, so a route requiring roles
     /// can be refused at load time instead of denying every request.
     pub fn reports_roles(&self) -> bool {
-        matches!(self, ProviderConfig::Iid(_))
+        match self {
+            ProviderConfig::Ciam(c) => c.roles_pointer.is_some(),
+            other => matches!(other, ProviderConfig::Iid(_)),
+        }
     }
 
     /// Whether the provider reports permission codes.
     pub fn reports_permissions(&self) -> bool {
-        matches!(self, ProviderConfig::Iid(_))
+        match self {
+            ProviderConfig::Ciam(c) => c.permissions_pointer.is_some(),
+            other => matches!(other, ProviderConfig::Iid(_)),
+        }
     }
 }
 
@@ -274,6 +283,31 @@ impl SsoIdentityConfig {
     /// The `idp.provider` value that selects SSO identity sessions.
     pub const PROVIDER: &'static str = "sso_identity";
 }
+
+/// CIAM's own keys. The pointers are only read with `userinfo_url`
+/// (validation refuses them without it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiamConfig {
+    /// The gateway's own bearer token for the tenant API; redacted in Debug.
+    pub access_token: Secret,
+    /// Where a ticket is redeemed for the user (`GET ...?sso_ticket=`); without
+    /// it the gateway only validates and sends no profile id.
+    pub userinfo_url: Option<String>,
+    /// JSON Pointer to the subject in the userinfo answer.
+    pub subject_pointer: String,
+    /// JSON Pointer to an array of role codes; `None`: ciam carries no roles.
+    pub roles_pointer: Option<String>,
+    /// JSON Pointer to an array of permission codes; `None`: no permissions.
+    pub permissions_pointer: Option<String>,
+}
+
+impl CiamConfig {
+    /// The `idp.provider` value that selects CIAM.
+    pub const PROVIDER: &'static str = "ciam";
+}
+
+/// Default `idp.subject_pointer` (ciam): the OpenID Connect `sub` claim.
+pub const DEFAULT_CIAM_SUBJECT_POINTER: &str = "/sub";
 
 /// IID's own keys.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -163,14 +163,29 @@ pub(super) struct RawIdp {
     pub(super) api_key: Option<String>,
     #[serde(deserialize_with = "lenient_option")]
     pub(super) client_id: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) access_token: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) userinfo_url: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) subject_pointer: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) roles_pointer: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) permissions_pointer: Option<String>,
 }
 
 impl RawIdp {
     /// Every provider-specific key, and whether the file (or environment) set it.
-    pub(super) fn provider_keys(&self) -> [(&'static str, bool); 2] {
+    pub(super) fn provider_keys(&self) -> [(&'static str, bool); 7] {
         [
             ("api_key", self.api_key.is_some()),
             ("client_id", self.client_id.is_some()),
+            ("access_token", self.access_token.is_some()),
+            ("userinfo_url", self.userinfo_url.is_some()),
+            ("subject_pointer", self.subject_pointer.is_some()),
+            ("roles_pointer", self.roles_pointer.is_some()),
+            ("permissions_pointer", self.permissions_pointer.is_some()),
         ]
     }
 }
@@ -187,6 +202,11 @@ impl Default for RawIdp {
             // Provider defaults are applied by `validate`, once the provider is known.
             api_key: None,
             client_id: None,
+            access_token: None,
+            userinfo_url: None,
+            subject_pointer: None,
+            roles_pointer: None,
+            permissions_pointer: None,
         }
     }
 }

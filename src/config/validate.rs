@@ -19,10 +19,10 @@ use super::raw::{
 };
 use super::SsoIdentityConfig;
 use super::{
-    AdminConfig, Auth, CaBundle, CacheConfig, Config, ConfigError, EnosConfig, ForwardAuthConfig,
-    HeadersConfig, IdpConfig, IidConfig, LogConfig, LogFormat, ProviderConfig, RouteConfig, Secret,
-    ServerConfig, SessionConfig, StaticHeaders, TlsConfig, Upstream, UpstreamClientConfig,
-    UpstreamConfig, DEFAULT_IID_CLIENT_ID,
+    AdminConfig, Auth, CaBundle, CacheConfig, CiamConfig, Config, ConfigError, EnosConfig,
+    ForwardAuthConfig, HeadersConfig, IdpConfig, IidConfig, LogConfig, LogFormat, ProviderConfig,
+    RouteConfig, Secret, ServerConfig, SessionConfig, StaticHeaders, TlsConfig, Upstream,
+    UpstreamClientConfig, UpstreamConfig, DEFAULT_CIAM_SUBJECT_POINTER, DEFAULT_IID_CLIENT_ID,
 };
 use crate::server::pem;
 
@@ -235,6 +235,18 @@ const PROVIDERS: &[Provider] = &[
         own_headers: &["accept"],
         build: |_, _| ProviderConfig::SsoIdentity(SsoIdentityConfig {}),
     },
+    Provider {
+        name: CiamConfig::PROVIDER,
+        keys: &[
+            "access_token",
+            "userinfo_url",
+            "subject_pointer",
+            "roles_pointer",
+            "permissions_pointer",
+        ],
+        own_headers: &["authorization", "content-type", "accept"],
+        build: ciam,
+    },
 ];
 
 /// Headers that frame or route the request; hyper sets them, a static copy
@@ -362,6 +374,73 @@ fn iid(raw: &RawIdp, p: &mut Problems) -> ProviderConfig {
         api_key: Secret::new(api_key),
         client_id,
     })
+}
+
+fn ciam(raw: &RawIdp, p: &mut Problems) -> ProviderConfig {
+    let access_token = raw.access_token.clone().unwrap_or_default();
+    // The error never quotes the value: it is a secret.
+    if access_token.is_empty() && !raw.emulate {
+        p.push(
+            "idp.access_token",
+            "is required (the gateway's bearer token for the tenant API)",
+        );
+    } else if http::HeaderValue::from_str(&format!("Bearer {access_token}")).is_err() {
+        p.push(
+            "idp.access_token",
+            "contains characters not allowed in a header",
+        );
+    }
+    let userinfo_url = raw
+        .userinfo_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    if let Some(url) = userinfo_url {
+        let ok = url
+            .parse::<Uri>()
+            .map(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+            .unwrap_or(false);
+        if !ok || url.contains('#') {
+            p.push(
+                "idp.userinfo_url",
+                format_args!("{url:?} is not an absolute http(s) URL"),
+            );
+        }
+    }
+    let mut pointer = |key: &str, value: &Option<String>| -> Option<String> {
+        let value = value.as_deref()?;
+        if !is_json_pointer(value) {
+            p.push(
+                &format!("idp.{key}"),
+                format_args!(
+                    "{value:?} is not a JSON Pointer (e.g. \"/sub\", \"/realm_access/roles\")"
+                ),
+            );
+        } else if userinfo_url.is_none() && !raw.emulate {
+            // Without userinfo there is no answer to point into.
+            p.push(&format!("idp.{key}"), "needs idp.userinfo_url");
+        }
+        Some(value.to_owned())
+    };
+    let subject_pointer = pointer("subject_pointer", &raw.subject_pointer)
+        .unwrap_or_else(|| DEFAULT_CIAM_SUBJECT_POINTER.into());
+    let roles_pointer = pointer("roles_pointer", &raw.roles_pointer);
+    let permissions_pointer = pointer("permissions_pointer", &raw.permissions_pointer);
+    ProviderConfig::Ciam(CiamConfig {
+        access_token: Secret::new(access_token),
+        userinfo_url: userinfo_url.map(str::to_owned),
+        subject_pointer,
+        roles_pointer,
+        permissions_pointer,
+    })
+}
+
+/// RFC 6901, non-empty: `/` then tokens where `~` is only `~0` or `~1`.
+fn is_json_pointer(s: &str) -> bool {
+    s.starts_with('/')
+        && s.split('~')
+            .skip(1)
+            .all(|rest| rest.starts_with('0') || rest.starts_with('1'))
 }
 
 fn cache(raw: RawCache, p: &mut Problems) -> CacheConfig {
@@ -716,7 +795,9 @@ mod tests {
     fn unknown_provider_lists_the_known_ones() {
         let err = error_of(&format!("[idp]\nprovider = \"okta\"\n{ROUTE}"));
         assert!(
-            err.contains(r#"idp.provider: unknown provider "okta" (supported: "iid", "enos", "sso_identity")"#),
+            err.contains(
+                r#"idp.provider: unknown provider "okta" (supported: "iid", "enos", "sso_identity", "ciam")"#
+            ),
             "{err}"
         );
     }
@@ -804,6 +885,64 @@ mod tests {
             err.contains("idp.headers.Accept: is set by the gateway"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn ciam_reads_its_keys_checks_pointers_and_keeps_the_token_secret() {
+        let c = Config::from_toml_str(&format!(
+            "[idp]\nprovider = \"ciam\"\naccess_token = \"tok-s3cret\"\n{ROUTE}"
+        ))
+        .unwrap();
+        let ProviderConfig::Ciam(ciam) = &c.idp.provider else {
+            panic!("not ciam")
+        };
+        assert_eq!(ciam.access_token.expose(), "tok-s3cret");
+        assert_eq!(ciam.subject_pointer, "/sub");
+        assert_eq!(ciam.userinfo_url, None);
+        assert!(!c.idp.provider.reports_roles() && !c.idp.provider.reports_permissions());
+        assert!(!format!("{c:?}").contains("tok-s3cret"));
+
+        let c = Config::from_toml_str(&format!(
+            "[idp]\nprovider = \"ciam\"\naccess_token = \"t\"\n\
+             userinfo_url = \"https://ciam.example.com/api/v2/userinfo\"\n\
+             subject_pointer = \"/data/id\"\nroles_pointer = \"/realm~1roles\"\n{ROUTE}"
+        ))
+        .unwrap();
+        assert!(c.idp.provider.reports_roles() && !c.idp.provider.reports_permissions());
+
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"ciam\"\nsubject_pointer = \"sub\"\n\
+             roles_pointer = \"/a~2\"\npermissions_pointer = \"/p\"\n\
+             userinfo_url = \"ftp://x\"\napi_key = \"k\"\n{ROUTE}"
+        ));
+        for want in [
+            "idp.access_token: is required",
+            "idp.subject_pointer: \"sub\" is not a JSON Pointer",
+            "idp.roles_pointer: \"/a~2\" is not a JSON Pointer",
+            "idp.userinfo_url: \"ftp://x\" is not an absolute http(s) URL",
+            r#"idp.api_key: not a key of provider "ciam""#,
+        ] {
+            assert!(err.contains(want), "{want}\n{err}");
+        }
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"ciam\"\naccess_token = \"t\"\nroles_pointer = \"/roles\"\n{ROUTE}"
+        ));
+        assert!(
+            err.contains("idp.roles_pointer: needs idp.userinfo_url"),
+            "{err}"
+        );
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"ciam\"\naccess_token = \"bad\\ntoken\"\n{ROUTE}"
+        ));
+        assert!(
+            err.contains("idp.access_token: contains characters"),
+            "{err}"
+        );
+        assert!(!err.contains("bad"), "{err}");
+        assert!(Config::from_toml_str(&format!(
+            "[idp]\nprovider = \"ciam\"\nemulate = true\n{ROUTE}"
+        ))
+        .is_ok());
     }
 
     #[test]

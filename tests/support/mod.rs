@@ -22,9 +22,11 @@ use serde_json::Value;
 use sessiongate::app;
 use sessiongate::config::Config;
 use sessiongate::dev::echo;
+use sessiongate::dev::emulator::ciam::{self, CiamEmulator};
 use sessiongate::dev::emulator::enos::{self, EnosEmulator};
 use sessiongate::dev::emulator::sso_identity::{self, SsoIdentityEmulator};
 use sessiongate::dev::emulator::{self, AppOrigin, Emulator, EmulatorConfig, SignIn};
+use sessiongate::idp::ciam::wire as ciam_wire;
 use sessiongate::idp::enos::wire as enos_wire;
 use sessiongate::pipeline::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,6 +40,8 @@ pub mod system;
 
 /// API key the harness' emulator demands and the gateway sends.
 pub const API_KEY: &str = "test-api-key";
+/// Access token the CIAM emulator demands and the gateway sends.
+pub const CIAM_ACCESS_TOKEN: &str = "test-ciam-access-token";
 
 /// Routes used unless a test replaces them (`{up}` is the upstream address).
 pub const DEFAULT_ROUTES: &str = r#"
@@ -84,6 +88,14 @@ pub struct Builder {
     enos: bool,
     forward_auth: bool,
     sso_identity: bool,
+    ciam: Option<CiamMode>,
+}
+
+/// How [`Builder::ciam`] uses the CIAM emulator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CiamMode {
+    ValidateOnly,
+    Userinfo,
 }
 
 impl Default for Builder {
@@ -98,6 +110,7 @@ impl Default for Builder {
             enos: false,
             forward_auth: false,
             sso_identity: false,
+            ciam: None,
         }
     }
 }
@@ -164,6 +177,19 @@ impl Builder {
         self
     }
 
+    /// Uses `idp.provider = "ciam"` against the CIAM emulator, validating
+    /// only (no `userinfo_url`).
+    pub fn ciam(mut self) -> Self {
+        self.ciam = Some(CiamMode::ValidateOnly);
+        self
+    }
+
+    /// [`Builder::ciam`] with `idp.userinfo_url` at the emulator's userinfo.
+    pub fn ciam_userinfo(mut self) -> Self {
+        self.ciam = Some(CiamMode::Userinfo);
+        self
+    }
+
     /// Starts emulator, upstream and gateway.
     pub async fn start(self) -> Harness {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -207,6 +233,24 @@ impl Builder {
             None
         };
 
+        let ciam = if self.ciam.is_some() {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let ciam = CiamEmulator::new(
+                emulator::default_users(),
+                self.session_secs,
+                CIAM_ACCESS_TOKEN,
+            );
+            let (tx, rx) = oneshot::channel::<()>();
+            stops.push(tx);
+            tokio::spawn(ciam::run(l, Arc::clone(&ciam), async move {
+                let _ = rx.await;
+            }));
+            Some((addr, ciam))
+        } else {
+            None
+        };
+
         let up_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = up_listener.local_addr().unwrap();
         tokio::spawn(echo::run(up_listener, async move {
@@ -217,9 +261,9 @@ impl Builder {
         let base_url = self
             .idp_base_url
             .clone()
-            .unwrap_or_else(|| match (&enos, &sso) {
-                (Some((addr, _)), _) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
-                (_, Some((addr, _))) => format!("http://{addr}"),
+            .unwrap_or_else(|| match (&enos, &sso, &ciam) {
+                (Some((addr, _)), _, _) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
+                (_, Some((addr, _)), _) | (_, _, Some((addr, _))) => format!("http://{addr}"),
                 _ => format!("http://{idp}{}", emulator::BASE_PATH),
             });
         let mut toml = String::new();
@@ -234,6 +278,18 @@ impl Builder {
             idp_lines.insert(0, "provider = \"enos\"".into());
         } else if self.sso_identity {
             idp_lines.insert(0, "provider = \"sso_identity\"".into());
+        } else if let Some((addr, _)) = &ciam {
+            if self.ciam == Some(CiamMode::Userinfo) {
+                idp_lines.insert(
+                    0,
+                    format!(
+                        "userinfo_url = \"http://{addr}{}\"",
+                        ciam_wire::PATH_USERINFO
+                    ),
+                );
+            }
+            idp_lines.insert(0, format!("access_token = \"{CIAM_ACCESS_TOKEN}\""));
+            idp_lines.insert(0, "provider = \"ciam\"".into());
         } else {
             idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
         }
@@ -303,6 +359,7 @@ impl Builder {
             emulator,
             enos,
             sso,
+            ciam,
             gateway,
             client: Client::builder(TokioExecutor::new()).build_http(),
             serving,
@@ -333,6 +390,8 @@ pub struct Harness {
     pub enos: Option<(SocketAddr, Arc<EnosEmulator>)>,
     /// With [`Builder::sso_identity`]: the SSO identity emulator's address and state.
     pub sso: Option<(SocketAddr, Arc<SsoIdentityEmulator>)>,
+    /// With [`Builder::ciam`]: the CIAM emulator's address and state.
+    pub ciam: Option<(SocketAddr, Arc<CiamEmulator>)>,
     /// The gateway itself (cache introspection).
     pub gateway: Arc<Gateway>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -500,6 +559,19 @@ impl Harness {
     /// returns its identity token.
     pub fn sso_token(&self, profile: &str, secs: Option<u64>) -> String {
         self.sso()
+            .create_session(profile, secs)
+            .expect("user exists")
+            .token
+    }
+
+    /// The CIAM emulator (panics unless built with [`Builder::ciam`]).
+    pub fn ciam(&self) -> &CiamEmulator {
+        &self.ciam.as_ref().expect("built with Builder::ciam").1
+    }
+
+    /// Logs `profile` in at the CIAM emulator; returns the session token.
+    pub fn ciam_token(&self, profile: &str, secs: Option<u64>) -> String {
+        self.ciam()
             .create_session(profile, secs)
             .expect("user exists")
             .token

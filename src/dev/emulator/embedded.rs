@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use super::ciam::{self, CiamEmulator};
 use super::enos::{self, EnosEmulator};
 use super::sso_identity::{self, SsoIdentityEmulator};
 use super::{default_users, run, Emulator, EmulatorConfig, BASE_PATH};
@@ -31,6 +32,8 @@ pub enum Emulated {
     Enos(Arc<EnosEmulator>),
     /// The SSO identity sessions emulator.
     SsoIdentity(Arc<SsoIdentityEmulator>),
+    /// The CIAM emulator.
+    Ciam(Arc<CiamEmulator>),
 }
 
 impl Emulated {
@@ -58,6 +61,10 @@ impl Emulated {
                 let created = sso.create_session(profile_id, None)?;
                 Some(format!("{}={}", session.id_cookie, created.token))
             }
+            Emulated::Ciam(ciam) => {
+                let created = ciam.create_session(profile_id, None)?;
+                Some(format!("{}={}", session.id_cookie, created.token))
+            }
         }
     }
 }
@@ -70,8 +77,37 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
     }
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
-    let iid = match &cfg.idp.provider {
+    let iid = match &mut cfg.idp.provider {
         ProviderConfig::Iid(iid) => iid,
+        ProviderConfig::Ciam(own) => {
+            // It checks the access token the client will send, and serves
+            // userinfo so the session has a profile id.
+            let emulator = CiamEmulator::new(
+                default_users(),
+                EMBEDDED_SESSION_SECS,
+                own.access_token.expose(),
+            );
+            let state = Arc::clone(&emulator);
+            tokio::spawn(async move {
+                if let Err(e) = ciam::run(listener, state, std::future::pending()).await {
+                    tracing::error!(error = %e, "embedded CIAM emulator stopped");
+                }
+            });
+            cfg.idp.base_url = format!("http://{addr}");
+            own.userinfo_url = Some(format!(
+                "http://{addr}{}",
+                crate::idp::ciam::wire::PATH_USERINFO
+            ));
+            tracing::warn!(
+                emulator = %addr,
+                "idp.emulate = true: sessions are checked by the built-in CIAM emulator, not a real IdP; never use this in production. \
+                 Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": \"518\"}}'"
+            );
+            return Ok(Some(EmbeddedIdp {
+                addr,
+                emulator: Emulated::Ciam(emulator),
+            }));
+        }
         ProviderConfig::Enos(_) => {
             let enos = EnosEmulator::new(default_users(), EMBEDDED_SESSION_SECS);
             let state = Arc::clone(&enos);
@@ -141,7 +177,39 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
 mod tests {
     use super::*;
     use crate::auth::credential::Credential;
-    use crate::idp::{build, Verdict};
+    use crate::idp::{build, ClientInfo, Verdict};
+
+    #[tokio::test]
+    async fn emulate_with_ciam_serves_the_exchange_and_userinfo() {
+        let mut cfg = Config::from_toml_str(
+            "[idp]\nprovider = \"ciam\"\nemulate = true\naccess_token = \"at\"\n\
+             roles_pointer = \"/roles\"\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n",
+        )
+        .unwrap();
+        let embedded = start(&mut cfg).await.unwrap().unwrap();
+        let Emulated::Ciam(ciam) = &embedded.emulator else {
+            panic!("not the CIAM emulator")
+        };
+        let token = ciam.create_session("518", None).unwrap().token;
+        let client = build(&cfg.idp).unwrap();
+        let local = ClientInfo {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            user_agent: None,
+        };
+        let verdict = client
+            .fetch(&Credential::new(&token, ""), &local)
+            .await
+            .unwrap();
+        let Verdict::Valid { identity, .. } = verdict else {
+            panic!("not valid: {verdict:?}")
+        };
+        assert_eq!(identity.subject, "518");
+        assert_eq!(identity.roles, ["IID-INVESTOR"]);
+        let stats = ciam.stats();
+        assert_eq!((stats.exchange, stats.userinfo), (1, 1));
+        assert_eq!(stats.rejected_access_token, 0);
+    }
 
     #[tokio::test]
     async fn emulate_with_enos_starts_the_enos_emulator_and_points_the_client_at_it() {
@@ -160,7 +228,14 @@ mod tests {
         );
         let token = enos.create_session("518", None).unwrap().token;
         let client = build(&cfg.idp).unwrap();
-        let verdict = client.fetch(&Credential::new(&token, "")).await.unwrap();
+        let local = ClientInfo {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            user_agent: None,
+        };
+        let verdict = client
+            .fetch(&Credential::new(&token, ""), &local)
+            .await
+            .unwrap();
         let Verdict::Valid { identity, .. } = verdict else {
             panic!("not valid: {verdict:?}")
         };
@@ -186,7 +261,14 @@ mod tests {
             .unwrap();
         let token = cookie.strip_prefix("iid_session_id=").unwrap();
         let client = build(&cfg.idp).unwrap();
-        let verdict = client.fetch(&Credential::new(token, "")).await.unwrap();
+        let local = ClientInfo {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            user_agent: None,
+        };
+        let verdict = client
+            .fetch(&Credential::new(token, ""), &local)
+            .await
+            .unwrap();
         let Verdict::Valid { identity, .. } = verdict else {
             panic!("not valid: {verdict:?}")
         };

@@ -31,7 +31,8 @@ pub mod wire;
 
 use self::wire::Answer;
 use super::{
-    describe_json, json_object, BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict,
+    describe_json, json_object, BoxFuture, ClientInfo, IdpError, LogoutOutcome, SessionProvider,
+    Verdict,
 };
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
@@ -117,7 +118,11 @@ fn token_of(key: &Credential) -> Option<&str> {
 }
 
 impl SessionProvider for SsoIdentityClient {
-    fn fetch<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<Verdict, IdpError>> {
+    fn fetch<'a>(
+        &'a self,
+        key: &'a Credential,
+        _client: &'a ClientInfo,
+    ) -> BoxFuture<'a, Result<Verdict, IdpError>> {
         Box::pin(async move {
             let Some(token) = token_of(key) else {
                 // Cannot be an identity token: never sent anywhere.
@@ -283,6 +288,13 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     const TOKEN: &str = "0f1e2d3c-4b5a-4697-8877-665544332211";
+
+    fn local() -> ClientInfo {
+        ClientInfo {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            user_agent: None,
+        }
+    }
     /// `Sat, 04 Feb 2017 12:13:58  0100` in epoch seconds.
     const EXPIRY: u64 = 1_486_206_838;
 
@@ -445,7 +457,7 @@ mod tests {
         for bad in ["..%2F..%2Fadmin", "a/b", "a.json", "", "a b"] {
             let key = Credential::new(bad, "");
             assert_eq!(
-                client.fetch(&key).await,
+                client.fetch(&key, &local()).await,
                 Ok(Verdict::Invalid {
                     reason: "malformed_token"
                 }),
@@ -459,7 +471,7 @@ mod tests {
         }
         let good = Credential::new("a-valid_token", "");
         assert!(matches!(
-            client.fetch(&good).await,
+            client.fetch(&good, &local()).await,
             Err(IdpError::Unavailable(_))
         ));
         assert_eq!(
