@@ -16,6 +16,9 @@
 //! - `main.rs`, [`cli`], [`telemetry`]: the thin binary; [`app`]: production
 //!   wiring from config to serving listeners.
 //! - [`pipeline`]: the request path, read top to bottom: decide, then forward.
+//! - [`forward_auth`]: the decision listener for ingresses (nginx
+//!   `auth_request`, Traefik, Caddy, Envoy): the pipeline's decide step,
+//!   answered as a status and identity headers instead of forwarded.
 //! - [`error`]: every failure and its HTTP response, in one table; [`html`]: the
 //!   same for browsers (`Accept: text/html`), as small error pages.
 //! - [`path`] (a leaf): path normalization; [`routes`]: the route table;
@@ -48,6 +51,7 @@ pub mod config;
 pub mod connector;
 pub mod dev;
 pub mod error;
+pub mod forward_auth;
 pub mod html;
 pub mod idp;
 pub mod path;

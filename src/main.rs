@@ -48,11 +48,20 @@ fn run_gateway(cli: &Cli) -> ExitCode {
             Some(addr) => Some(bind("admin.listen", addr).await?),
             None => None,
         };
+        let forward_auth = match cfg.forward_auth.listen {
+            Some(addr) => Some(bind("forward_auth.listen", addr).await?),
+            None => None,
+        };
         // Kept alive for the whole run: the emulator task serves until the process ends.
         let _embedded = emulator::embedded::start(&mut cfg)
             .await
             .map_err(GatewayError::Emulator)?;
-        app::run(cfg, app::Listeners { public, admin }, shutdown_signal()).await?;
+        let listeners = app::Listeners {
+            public,
+            admin,
+            forward_auth,
+        };
+        app::run(cfg, listeners, shutdown_signal()).await?;
         Ok::<_, GatewayError>(())
     })
 }

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 
-use crate::admin::{Admin, AuthOutcome, IdpResult, UpstreamResult};
+use crate::admin::{Admin, AuthOutcome, IdpResult, Mode, UpstreamResult};
 use crate::auth::cache::{Cached, Fresh, Lookup, SessionCache};
 use crate::auth::credential::{Credential, CredentialSource, Fingerprint, Found};
 use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
@@ -114,11 +114,7 @@ impl Gateway {
         let resp = match self.process(parts, body, peer.ip(), &mut log).await {
             Ok(resp) => resp,
             Err(err) => {
-                log.reason = Some(err.spec().reason);
-                log.detail = log.detail.or(err.detail());
-                if log.auth_outcome.is_none() {
-                    log.auth_outcome = auth_failure(&err);
-                }
+                log.failed(&err);
                 // IdP failures are logged once per IdP call (in `resolve`),
                 // not once per waiting request.
                 if matches!(
@@ -133,9 +129,27 @@ impl Gateway {
         let mut resp = resp;
         resp.headers_mut()
             .insert(request_id::X_REQUEST_ID, request_id.clone());
+        let seen = Seen {
+            mode: Mode::Proxy,
+            started,
+            request_id: &request_id,
+            method: &method,
+            path: uri.path(),
+        };
+        self.record(&seen, resp.status(), &log);
+        resp
+    }
+
+    /// Counts and logs one answered request, whichever listener answered it.
+    pub fn record(&self, seen: &Seen<'_>, status: StatusCode, log: &Outcome<'_>) {
         let metrics = self.admin.metrics();
-        let elapsed = started.elapsed();
-        metrics.request(&metrics.route(log.route), resp.status().as_u16(), elapsed);
+        let elapsed = seen.started.elapsed();
+        metrics.request(
+            &metrics.route(log.route),
+            seen.mode,
+            status.as_u16(),
+            elapsed,
+        );
         if let Some(outcome) = log.auth_outcome {
             metrics.auth(outcome);
         }
@@ -144,11 +158,12 @@ impl Gateway {
             // short keyed hash, never in clear.
             tracing::info!(
                 target: "sessiongate::access",
-                request_id = request_id.to_str().unwrap_or_default(),
-                method = %method,
-                path = uri.path(),
+                request_id = seen.request_id.to_str().unwrap_or_default(),
+                mode = seen.mode.as_str(),
+                method = %seen.method,
+                path = seen.path,
                 route = log.route,
-                status = resp.status().as_u16(),
+                status = status.as_u16(),
                 latency_us = elapsed.as_micros() as u64,
                 cache = log.lookup.map(Lookup::as_str),
                 reason = log.reason,
@@ -159,7 +174,16 @@ impl Gateway {
                 "request"
             );
         }
-        resp
+    }
+
+    /// The identity headers of an allowed request, written into `headers`.
+    /// The one place both the proxy (`rewrite`, step c) and a forward-auth
+    /// answer get them, so a header added here (a signed assertion, say)
+    /// reaches both.
+    pub fn inject_identity(&self, allowed: &Allowed<'_>, headers: &mut HeaderMap) {
+        if let Some(auth) = &allowed.auth {
+            auth.inject(headers);
+        }
     }
 
     /// Admission, then forwarding: the only I/O on the way is the IdP call.
@@ -300,6 +324,11 @@ impl Gateway {
         peer: IpAddr,
         allowed: Allowed<'_>,
     ) -> Result<proxy::Onward, GatewayError> {
+        // A route without an upstream serves forward-auth decisions only;
+        // here, after the decision, so it never answers for an unauthenticated request.
+        let route = allowed.route;
+        let upstream = route.upstream.as_deref().ok_or(GatewayError::NoUpstream)?;
+
         // a. Anything identity-shaped the upstream sees must have been written by
         //    the gateway: drop client copies first, on every route, public too.
         self.plan.strip(&mut parts.headers);
@@ -311,9 +340,7 @@ impl Gateway {
         let hop = proxy::remove_request_hop_by_hop(parts);
 
         // c. Identity headers: rendered once at cache insert, cloned here.
-        if let Some(auth) = &allowed.auth {
-            auth.inject(&mut parts.headers);
-        }
+        self.inject_identity(&allowed, &mut parts.headers);
 
         // d. X-Forwarded-*: replaced unless the peer is a trusted proxy.
         proxy::set_forwarded(
@@ -325,9 +352,8 @@ impl Gateway {
 
         // e. Forward the normalized path (what the decision was made on) with the
         //    query untouched; bodies stream both ways.
-        let route = allowed.route;
         parts.uri = proxy::upstream_uri(
-            &route.upstream,
+            upstream,
             parts.uri.path_and_query(),
             allowed.normalized.as_deref(),
         )?;
@@ -630,6 +656,32 @@ pub struct Outcome<'a> {
     missing: Option<&'a str>,
     auth: Option<Arc<Authenticated>>,
     session: Option<Fingerprint>,
+}
+
+impl Outcome<'_> {
+    /// Records why the gateway refused a request (for the log and metrics).
+    pub fn failed(&mut self, err: &GatewayError) {
+        self.reason = Some(err.spec().reason);
+        self.detail = self.detail.or(err.detail());
+        if self.auth_outcome.is_none() {
+            self.auth_outcome = auth_failure(err);
+        }
+    }
+}
+
+/// What [`Gateway::record`] needs to know about a request besides its outcome.
+#[derive(Debug)]
+pub struct Seen<'a> {
+    /// Which listener answered.
+    pub mode: Mode,
+    /// When its head arrived.
+    pub started: Instant,
+    /// Its `x-request-id`.
+    pub request_id: &'a HeaderValue,
+    /// The method decided on.
+    pub method: &'a http::Method,
+    /// The path decided on (never the query: its values may be tokens).
+    pub path: &'a str,
 }
 
 /// The auth outcome an error stands for, if it is an authentication failure.

@@ -437,7 +437,7 @@ upstream = "http://{echo}"
     let (_, body) = get(admin, "/metrics").await.expect("admin answers");
     let text = String::from_utf8_lossy(&body);
     assert!(
-        text.contains(r#"sessiongate_requests_total{route="/public",status="200"} 1"#),
+        text.contains(r#"sessiongate_requests_total{route="/public",status="200",mode="proxy"} 1"#),
         "{text}"
     );
     assert!(

@@ -168,6 +168,25 @@ impl UpstreamResult {
     }
 }
 
+/// Which listener answered a request, the `mode` label of request metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The public listener: the request was proxied (or answered by the gateway).
+    Proxy,
+    /// The forward-auth listener: the answer is a decision for an ingress.
+    ForwardAuth,
+}
+
+impl Mode {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Proxy => "proxy",
+            Self::ForwardAuth => "forward_auth",
+        }
+    }
+}
+
 /// Label values are written through `as_str`, so the enums stay plain Rust.
 macro_rules! label_value_via_as_str {
     ($($t:ty),*) => {$(
@@ -178,7 +197,7 @@ macro_rules! label_value_via_as_str {
         }
     )*};
 }
-label_value_via_as_str!(AuthOutcome, IdpResult, UpstreamResult);
+label_value_via_as_str!(AuthOutcome, IdpResult, UpstreamResult, Mode);
 
 /// An interned route prefix: the `route` label of request metrics, with its
 /// latency histogram attached so recording needs no lookup for it.
@@ -195,7 +214,12 @@ impl RouteLabel {
 #[derive(Debug)]
 struct RouteSeries {
     name: RouteName,
+    /// `mode="proxy"`, created with the label.
     duration: LatencyHistogram,
+    /// `mode="forward_auth"`, created on the first decision, so a gateway
+    /// without forward-auth exports no empty decision series.
+    decisions: OnceLock<LatencyHistogram>,
+    family: HistogramFamily<RouteLabels>,
 }
 
 /// Shared string so a label set is built per request with a reference-count bump, not a copy.
@@ -212,11 +236,13 @@ impl EncodeLabelValue for RouteName {
 struct RequestLabels {
     route: RouteName,
     status: u16,
+    mode: Mode,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RouteLabels {
     route: RouteName,
+    mode: Mode,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -269,14 +295,14 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "sessiongate_requests",
-            "Requests answered, by matched route prefix and status",
+            "Requests answered, by matched route prefix, status and mode (proxy or forward_auth)",
             requests.clone(),
         );
         let request_duration: HistogramFamily<RouteLabels> =
             Family::new_with_constructor(LatencyHistogram::new);
         registry.register_with_unit(
             "sessiongate_request_duration",
-            "Time from request head to response head, by matched route prefix",
+            "Time from request head to response head, by matched route prefix and mode",
             Unit::Seconds,
             request_duration.clone(),
         );
@@ -400,11 +426,24 @@ impl Metrics {
     }
 
     /// One answered request: `sessiongate_requests_total` and `sessiongate_request_duration_seconds`.
-    pub fn request(&self, route: &RouteLabel, status: u16, latency: Duration) {
-        route.0.duration.observe(latency);
+    pub fn request(&self, route: &RouteLabel, mode: Mode, status: u16, latency: Duration) {
+        let series = &route.0;
+        match mode {
+            Mode::Proxy => series.duration.observe(latency),
+            Mode::ForwardAuth => series
+                .decisions
+                .get_or_init(|| {
+                    series.family.get_or_create_owned(&RouteLabels {
+                        route: series.name.clone(),
+                        mode,
+                    })
+                })
+                .observe(latency),
+        }
         let labels = RequestLabels {
-            route: route.0.name.clone(),
+            route: series.name.clone(),
             status,
+            mode,
         };
         self.requests.get_or_create(&labels).inc();
     }
@@ -464,8 +503,14 @@ impl RouteLabel {
         let name = RouteName(Arc::from(name));
         let duration = family.get_or_create_owned(&RouteLabels {
             route: name.clone(),
+            mode: Mode::Proxy,
         });
-        Self(Arc::new(RouteSeries { name, duration }))
+        Self(Arc::new(RouteSeries {
+            name,
+            duration,
+            decisions: OnceLock::new(),
+            family: family.clone(),
+        }))
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use crate::server::{self, ServeOptions};
 
 pub use metrics::{
-    AuthOutcome, IdpResult, Metrics, RouteLabel, UpstreamResult, LATENCY_BUCKETS_NANOS,
+    AuthOutcome, IdpResult, Metrics, Mode, RouteLabel, UpstreamResult, LATENCY_BUCKETS_NANOS,
     MAX_ROUTE_LABELS, NO_ROUTE, OTHER_ROUTE,
 };
 
@@ -373,10 +373,11 @@ mod tests {
         let admin = Admin::with_routes(&["/api/", "/"]);
         let m = admin.metrics();
         let api = m.route(Some("/api/"));
-        m.request(&api, 200, Duration::from_micros(80));
-        m.request(&api, 200, Duration::from_millis(3));
-        m.request(&api, 503, Duration::from_secs(20));
-        m.request(&m.route(None), 404, Duration::from_micros(10));
+        m.request(&api, Mode::Proxy, 200, Duration::from_micros(80));
+        m.request(&api, Mode::Proxy, 200, Duration::from_millis(3));
+        m.request(&api, Mode::Proxy, 503, Duration::from_secs(20));
+        m.request(&m.route(None), Mode::Proxy, 404, Duration::from_micros(10));
+        m.request(&api, Mode::ForwardAuth, 200, Duration::from_micros(50));
         for _ in 0..3 {
             m.auth(AuthOutcome::CacheHit);
         }
@@ -397,18 +398,24 @@ mod tests {
         let s = parse_exposition(&text);
 
         let req = "sessiongate_requests_total";
-        assert_eq!(
-            value(&s, req, &[("route", "/api/"), ("status", "200")]),
-            2.0
-        );
-        assert_eq!(
-            value(&s, req, &[("route", "/api/"), ("status", "503")]),
-            1.0
-        );
-        assert_eq!(value(&s, req, &[("route", "none"), ("status", "404")]), 1.0);
+        let proxied = |route, status| [("route", route), ("status", status), ("mode", "proxy")];
+        assert_eq!(value(&s, req, &proxied("/api/", "200")), 2.0);
+        assert_eq!(value(&s, req, &proxied("/api/", "503")), 1.0);
+        assert_eq!(value(&s, req, &proxied("none", "404")), 1.0);
+        // Decisions are counted apart from proxied requests, by the same route.
+        let decided = [
+            ("route", "/api/"),
+            ("status", "200"),
+            ("mode", "forward_auth"),
+        ];
+        assert_eq!(value(&s, req, &decided), 1.0);
 
         let dur = "sessiongate_request_duration_seconds";
-        let api_l = [("route", "/api/")];
+        let decisions_l = [("route", "/api/"), ("mode", "forward_auth")];
+        assert_eq!(value(&s, &format!("{dur}_count"), &decisions_l), 1.0);
+        // A route without decisions exports no decision series.
+        assert!(!text.contains(r#"route="/",mode="forward_auth""#), "{text}");
+        let api_l = [("route", "/api/"), ("mode", "proxy")];
         assert_eq!(value(&s, &format!("{dur}_count"), &api_l), 3.0);
         let sum = value(&s, &format!("{dur}_sum"), &api_l);
         assert!((sum - 20.00308).abs() < 1e-9, "{sum}");
@@ -416,7 +423,7 @@ mod tests {
             value(
                 &s,
                 &format!("{dur}_bucket"),
-                &[("route", "/api/"), ("le", le)],
+                &[("route", "/api/"), ("mode", "proxy"), ("le", le)],
             )
         };
         assert_eq!(bucket("0.0001"), 1.0);
@@ -424,11 +431,18 @@ mod tests {
         assert_eq!(bucket("10.0"), 2.0);
         assert_eq!(bucket("+Inf"), 3.0);
         // A route interned up front is exported (at zero) before its first request.
-        assert_eq!(value(&s, &format!("{dur}_count"), &[("route", "/")]), 0.0);
+        assert_eq!(
+            value(
+                &s,
+                &format!("{dur}_count"),
+                &[("route", "/"), ("mode", "proxy")]
+            ),
+            0.0
+        );
         // Buckets are cumulative.
         let mut last = 0.0;
         for sample in s.iter().filter(|x| x.name == format!("{dur}_bucket")) {
-            if sample.labels["route"] == "/api/" {
+            if sample.labels["route"] == "/api/" && sample.labels["mode"] == "proxy" {
                 assert!(sample.value >= last, "{sample:?}");
                 last = sample.value;
             }

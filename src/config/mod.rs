@@ -77,6 +77,9 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_LOG_ACCESS: bool = true;
 /// Default `auth` of a route: a forgotten key must not make a route public.
 pub const DEFAULT_ROUTE_AUTH: Auth = Auth::Required;
+/// Default `forward_auth.trust_loopback`: an ingress in the same pod reaches
+/// the decision listener over loopback.
+pub const DEFAULT_FORWARD_AUTH_TRUST_LOOPBACK: bool = true;
 /// Path used when no file is given and `$SESSIONGATE_CONFIG` is unset.
 pub const DEFAULT_CONFIG_PATH: &str = "config/sessiongate.toml";
 
@@ -99,6 +102,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Health, readiness and metrics listener.
     pub admin: AdminConfig,
+    /// Decision listener for ingress proxies (nginx `auth_request`, Traefik, Caddy, Envoy).
+    pub forward_auth: ForwardAuthConfig,
     /// Routes, in file order (matching picks the longest prefix).
     pub routes: Vec<RouteConfig>,
 }
@@ -429,6 +434,19 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[forward_auth]`.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardAuthConfig {
+    /// Where decision requests are served; `None` turns forward-auth off.
+    pub listen: Option<SocketAddr>,
+    /// Honour `X-Forwarded-*`/`X-Original-*` from loopback peers too (an
+    /// ingress in the same pod), besides `server.trusted_proxies`.
+    pub trust_loopback: bool,
+    /// Stripped from a decision request's own path (Envoy `ext_authz`
+    /// `path_prefix`); `""` strips nothing. Starts with '/', never ends with one.
+    pub path_prefix: String,
+}
+
 /// Whether a route needs a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
@@ -468,8 +486,9 @@ impl fmt::Display for Upstream {
 pub struct RouteConfig {
     /// Path prefix matched against the normalized request path.
     pub prefix: String,
-    /// Where matching requests go.
-    pub upstream: Upstream,
+    /// Where matching requests go; `None` on a route used only for
+    /// forward-auth decisions (the main listener answers 404 `no_upstream`).
+    pub upstream: Option<Upstream>,
     /// Public or required.
     pub auth: Auth,
     /// All must be in the session's permissions.

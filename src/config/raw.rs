@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::{
-    DEFAULT_ADMIN_LISTEN, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_HEADER_PREFIX,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2, DEFAULT_IDLE_TIMEOUT, DEFAULT_IDP_BASE_URL,
-    DEFAULT_IDP_PROVIDER, DEFAULT_IDP_TIMEOUT, DEFAULT_ID_COOKIE, DEFAULT_LISTEN,
-    DEFAULT_LOGOUT_PATH, DEFAULT_LOG_ACCESS, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_FORWARD_AUTH_TRUST_LOOPBACK,
+    DEFAULT_HEADER_PREFIX, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_IDP_BASE_URL, DEFAULT_IDP_PROVIDER, DEFAULT_IDP_TIMEOUT, DEFAULT_ID_COOKIE,
+    DEFAULT_LISTEN, DEFAULT_LOGOUT_PATH, DEFAULT_LOG_ACCESS, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_TTL,
     DEFAULT_ROUTE_AUTH, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TLS_RELOAD_INTERVAL, DEFAULT_TOKEN_COOKIE,
     DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WORKERS,
@@ -60,6 +60,7 @@ pub(super) struct RawConfig {
     pub(super) headers: RawHeaders,
     pub(super) log: RawLog,
     pub(super) admin: RawAdmin,
+    pub(super) forward_auth: RawForwardAuth,
     pub(super) routes: Vec<RawRoute>,
 }
 
@@ -301,10 +302,32 @@ impl Default for RawAdmin {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawForwardAuth {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) listen: String,
+    pub(super) trust_loopback: bool,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) path_prefix: String,
+}
+
+impl Default for RawForwardAuth {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            trust_loopback: DEFAULT_FORWARD_AUTH_TRUST_LOOPBACK,
+            path_prefix: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
     pub(super) prefix: String,
-    pub(super) upstream: String,
+    /// Absent on a route used only by the forward-auth listener.
+    #[serde(default, deserialize_with = "lenient_option")]
+    pub(super) upstream: Option<String>,
     #[serde(default = "default_auth")]
     pub(super) auth: String,
     #[serde(default)]

@@ -14,15 +14,15 @@ use http::Uri;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAdmin, RawCache, RawConfig, RawHeaders, RawIdp, RawLog, RawRoute, RawServer, RawSession,
-    RawTls, RawUpstream,
+    RawAdmin, RawCache, RawConfig, RawForwardAuth, RawHeaders, RawIdp, RawLog, RawRoute, RawServer,
+    RawSession, RawTls, RawUpstream,
 };
 use super::SsoIdentityConfig;
 use super::{
     AdminConfig, Auth, CaBundle, CacheConfig, CiamConfig, Config, ConfigError, EnosConfig,
-    HeadersConfig, IdpConfig, IidConfig, LogConfig, LogFormat, ProviderConfig, RouteConfig, Secret,
-    ServerConfig, SessionConfig, StaticHeaders, TlsConfig, Upstream, UpstreamClientConfig,
-    UpstreamConfig, DEFAULT_CIAM_SUBJECT_POINTER, DEFAULT_IID_CLIENT_ID,
+    ForwardAuthConfig, HeadersConfig, IdpConfig, IidConfig, LogConfig, LogFormat, ProviderConfig,
+    RouteConfig, Secret, ServerConfig, SessionConfig, StaticHeaders, TlsConfig, Upstream,
+    UpstreamClientConfig, UpstreamConfig, DEFAULT_CIAM_SUBJECT_POINTER, DEFAULT_IID_CLIENT_ID,
 };
 use crate::server::pem;
 
@@ -66,8 +66,10 @@ impl RawConfig {
         let headers = headers(self.headers, &mut p);
         let log = log(self.log, &mut p);
         let admin = admin(self.admin, server.listen, &mut p);
+        let forward_auth = forward_auth(self.forward_auth, server.listen, &admin, &mut p);
         let routes = routes(
             self.routes,
+            forward_auth.listen.is_some(),
             &session,
             &idp.provider,
             &mut upstream.clients,
@@ -85,6 +87,7 @@ impl RawConfig {
             headers,
             log,
             admin,
+            forward_auth,
             routes,
         })
     }
@@ -533,9 +536,62 @@ fn admin(raw: RawAdmin, public: SocketAddr, p: &mut Problems) -> AdminConfig {
     AdminConfig { listen }
 }
 
+/// The decision listener shares no port with the public or admin listener
+/// (port 0, "any free port", is never a clash); `path_prefix` is a
+/// normalized path without a trailing '/', so stripping it leaves a path.
+fn forward_auth(
+    raw: RawForwardAuth,
+    public: SocketAddr,
+    admin: &AdminConfig,
+    p: &mut Problems,
+) -> ForwardAuthConfig {
+    let listen = match raw.listen.trim() {
+        "" => None,
+        text => match text.parse::<SocketAddr>() {
+            Ok(a) if a.port() != 0 && (a == public || Some(a) == admin.listen) => {
+                p.push(
+                    "forward_auth.listen",
+                    "must differ from server.listen and admin.listen: decisions get a listener of their own",
+                );
+                None
+            }
+            Ok(a) => Some(a),
+            Err(e) => {
+                p.push(
+                    "forward_auth.listen",
+                    format_args!("{e} (want host:port, or \"\" to disable)"),
+                );
+                None
+            }
+        },
+    };
+    let prefix = raw.path_prefix;
+    if !prefix.is_empty() {
+        let normalized = crate::path::normalize_path(&prefix)
+            .map(|n| n == prefix.as_str())
+            .unwrap_or(false);
+        if !prefix.starts_with('/') || prefix.ends_with('/') || !normalized {
+            p.push(
+                "forward_auth.path_prefix",
+                format_args!(
+                    "{prefix:?} must be \"\" or a normalized path starting with '/' and not ending with one (e.g. \"/ext_authz\")"
+                ),
+            );
+        }
+    }
+    ForwardAuthConfig {
+        listen,
+        trust_loopback: raw.trust_loopback,
+        path_prefix: prefix,
+    }
+}
+
 /// Routes in file order; each gets the index of its upstream client in `clients`.
+/// A route may omit `upstream` only when `decisions_only_allowed` (the
+/// forward-auth listener is on): it then answers decisions alone.
 fn routes(
     raw: Vec<RawRoute>,
+    decisions_only_allowed: bool,
     session: &SessionConfig,
     provider: &ProviderConfig,
     clients: &mut Vec<UpstreamClientConfig>,
@@ -577,13 +633,23 @@ fn routes(
                 "equals session.logout_path, which the gateway answers itself",
             );
         }
-        let upstream = parse_upstream(&r.upstream).unwrap_or_else(|msg| {
-            p.push(&format!("{key}.upstream"), msg);
-            Upstream {
-                scheme: Scheme::HTTP,
-                authority: Authority::from_static("invalid"),
+        let upstream = match r.upstream.as_deref().map(str::trim) {
+            None | Some("") if decisions_only_allowed => None,
+            None | Some("") => {
+                p.push(
+                    &format!("{key}.upstream"),
+                    "required (only with [forward_auth] listen set may a route omit it, to serve decisions alone)",
+                );
+                None
             }
-        });
+            Some(text) => Some(parse_upstream(text).unwrap_or_else(|msg| {
+                p.push(&format!("{key}.upstream"), msg);
+                Upstream {
+                    scheme: Scheme::HTTP,
+                    authority: Authority::from_static("invalid"),
+                }
+            })),
+        };
         let auth = match r.auth.as_str() {
             "public" => Auth::Public,
             "required" => Auth::Required,
@@ -622,7 +688,7 @@ fn routes(
         }
         let ca_file = r.ca_file.filter(|f| !f.is_empty()).map(PathBuf::from);
         let client = upstream_client(clients, p, &key, &ca_file, r.http2);
-        if ca_file.is_some() && upstream.scheme != Scheme::HTTPS {
+        if ca_file.is_some() && upstream.as_ref().map(|u| &u.scheme) != Some(&Scheme::HTTPS) {
             p.push(
                 &format!("{key}.ca_file"),
                 "applies to https:// upstreams only",
@@ -940,6 +1006,69 @@ mod tests {
             "{err}"
         );
         assert!(Config::from_toml_str(routes).is_ok(), "iid reports both");
+    }
+
+    #[test]
+    fn forward_auth_is_off_by_default_and_checked() {
+        let c = Config::from_toml_str(ROUTE).unwrap();
+        assert!(c.forward_auth.listen.is_none());
+        assert!(c.forward_auth.trust_loopback);
+        assert_eq!(c.forward_auth.path_prefix, "");
+        let c = Config::from_toml_str(&format!(
+            "[forward_auth]\nlisten = \"127.0.0.1:8081\"\ntrust_loopback = false\npath_prefix = \"/ext_authz\"\n{ROUTE}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.forward_auth.listen,
+            Some("127.0.0.1:8081".parse().unwrap())
+        );
+        assert!(!c.forward_auth.trust_loopback);
+        assert_eq!(c.forward_auth.path_prefix, "/ext_authz");
+        // Port 0 ("any free port", as tests bind) never clashes.
+        Config::from_toml_str(&format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[forward_auth]\nlisten = \"127.0.0.1:0\"\n{ROUTE}"
+        ))
+        .unwrap();
+        for (section, bad) in [
+            (
+                "[server]\nlisten = \"127.0.0.1:7000\"\n",
+                "listen = \"127.0.0.1:7000\"",
+            ),
+            (
+                "[admin]\nlisten = \"127.0.0.1:7001\"\n",
+                "listen = \"127.0.0.1:7001\"",
+            ),
+            ("", "listen = \"nope\""),
+        ] {
+            let err = error_of(&format!("{section}[forward_auth]\n{bad}\n{ROUTE}"));
+            assert!(err.contains("forward_auth.listen: "), "{bad}: {err}");
+        }
+        for bad in ["ext_authz", "/ext_authz/", "/a//b", "/a/../b", "/"] {
+            let err = error_of(&format!(
+                "[forward_auth]\nlisten = \"127.0.0.1:8081\"\npath_prefix = {bad:?}\n{ROUTE}"
+            ));
+            assert!(err.contains("forward_auth.path_prefix: "), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_route_may_omit_its_upstream_only_for_forward_auth() {
+        let route = "[[routes]]\nprefix = \"/\"\n";
+        let err = error_of(route);
+        assert!(
+            err.contains("routes[0].upstream: required (only with [forward_auth] listen set"),
+            "{err}"
+        );
+        let c = Config::from_toml_str(&format!(
+            "[forward_auth]\nlisten = \"127.0.0.1:8081\"\n{route}"
+        ))
+        .unwrap();
+        assert_eq!(c.routes[0].upstream, None);
+        // A route that names an upstream still gets it checked.
+        let err = error_of(&format!(
+            "[forward_auth]\nlisten = \"127.0.0.1:8081\"\n{route}upstream = \"ftp://x\"\n"
+        ));
+        assert!(err.contains("routes[0].upstream: "), "{err}");
     }
 
     #[test]

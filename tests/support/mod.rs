@@ -34,6 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 pub mod browser;
+pub mod ingress;
 pub mod logs;
 pub mod system;
 
@@ -85,6 +86,7 @@ pub struct Builder {
     session_secs: u64,
     sign_in: bool,
     enos: bool,
+    forward_auth: bool,
     sso_identity: bool,
     ciam: Option<CiamMode>,
 }
@@ -106,6 +108,7 @@ impl Default for Builder {
             session_secs: 600,
             sign_in: false,
             enos: false,
+            forward_auth: false,
             sso_identity: false,
             ciam: None,
         }
@@ -157,6 +160,13 @@ impl Builder {
     /// against the IID emulator, which still runs, unused).
     pub fn enos(mut self) -> Self {
         self.enos = true;
+        self
+    }
+
+    /// Also serves forward-auth decisions on a listener of their own
+    /// ([`Harness::forward_auth`]); `[forward_auth]` lines from [`Builder::set`] apply.
+    pub fn forward_auth(mut self) -> Self {
+        self.forward_auth = true;
         self
     }
 
@@ -285,6 +295,10 @@ impl Builder {
         }
         let server_lines = sections.entry("server".into()).or_default();
         server_lines.insert(0, "listen = \"127.0.0.1:0\"".into());
+        if self.forward_auth {
+            let lines = sections.entry("forward_auth".into()).or_default();
+            lines.insert(0, "listen = \"127.0.0.1:0\"".into());
+        }
         for (section, lines) in &sections {
             toml.push_str(&format!("[{section}]\n{}\n", lines.join("\n")));
         }
@@ -316,12 +330,29 @@ impl Builder {
         ));
 
         let gateway = app::build_gateway(&config).unwrap();
+        let forward_auth = if self.forward_auth {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let (tx, rx) = oneshot::channel::<()>();
+            stops.push(tx);
+            let (config, gateway) = (config.clone(), Arc::clone(&gateway));
+            tokio::spawn(async move {
+                app::serve_forward_auth(&config, gateway, l, async move {
+                    let _ = rx.await;
+                })
+                .await
+            });
+            Some(addr)
+        } else {
+            None
+        };
         let serving = Arc::clone(&gateway);
         let serving =
             tokio::spawn(async move { app::serve(&config, serving, listener, stop).await });
 
         Harness {
             addr: gateway_addr,
+            forward_auth,
             upstream,
             echo: echo_addr,
             idp,
@@ -345,6 +376,8 @@ impl Builder {
 pub struct Harness {
     /// Gateway address.
     pub addr: SocketAddr,
+    /// With [`Builder::forward_auth`]: the decision listener's address.
+    pub forward_auth: Option<SocketAddr>,
     /// Where routes point.
     pub upstream: SocketAddr,
     /// The echo upstream (even when routes point elsewhere).
@@ -594,6 +627,20 @@ impl Harness {
             headers: parts.headers,
             body: body.collect().await.unwrap().to_bytes(),
         }
+    }
+
+    /// A decision request to the forward-auth listener (panics unless built
+    /// with [`Builder::forward_auth`]), from 127.0.0.1 as an ingress in the same pod.
+    pub async fn decide(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let addr = self.forward_auth.expect("built with Builder::forward_auth");
+        let url = format!("http://{addr}{path}");
+        self.request_url(Method::GET, &url, headers, Bytes::new())
+            .await
+    }
+
+    /// The gateway's metrics as `/metrics` would show them.
+    pub fn metrics(&self) -> String {
+        self.gateway.admin().metrics().encode().unwrap()
     }
 
     /// Sends raw bytes on a fresh connection and returns everything read
