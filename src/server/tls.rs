@@ -16,8 +16,8 @@ use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
 use super::pem::{certified_key, parse_certs, parse_key, provider, LoadError, PemFile};
-use super::reload::{self, fingerprint, Reload};
 pub use super::reload::Reloader;
+use super::reload::{self, fingerprint, Reload};
 
 /// Where the listener's certificate comes from; filled by the wiring from
 /// `server.tls`, so the server knows nothing of the config file.
