@@ -246,19 +246,18 @@ async fn a_custom_header_outside_the_prefix_is_stripped_too() {
 #[tokio::test]
 async fn the_jwks_is_public_only_when_asked() {
     let dir = Scratch::new("public");
-    let (h, admin) = start(&dir, &[]).await;
+    let (h, _admin) = start(&dir, &[]).await;
     // Default: the main listener treats the path as any other (a required route).
     let r = h.get("/.well-known/jwks.json", &[]).await;
     assert_eq!(r.status, 401);
     drop(h);
 
     let dir = Scratch::new("public-on");
-    let (h, admin2) = start(&dir, &["public_jwks = true"]).await;
+    let (h, admin) = start(&dir, &["public_jwks = true"]).await;
     let public = jwks(&h, &h.url("/.well-known/jwks.json")).await;
-    let private = admin_jwks(&h, admin2).await;
+    let private = admin_jwks(&h, admin).await;
     assert_eq!(public.keys.len(), 1);
     assert_eq!(public.keys[0].common.key_id, private.keys[0].common.key_id);
-    let _ = admin;
 }
 
 #[tokio::test]

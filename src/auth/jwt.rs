@@ -381,14 +381,16 @@ impl IdentityToken {
     /// concurrent ones send the still-valid current token.
     pub fn value(&self, now: SystemTime) -> Option<HeaderValue> {
         let now = unix(now);
-        let current = self.read().clone();
         let refresh_at = |s: &Signed| s.exp.saturating_sub(REFRESH_BEFORE.as_secs());
-        match &current {
-            Some(s) if now < refresh_at(s) => return Some(s.value.clone()),
-            // Cannot be extended: the session ends then; its cache entry does too.
-            Some(s) if self.exp_at(now) <= s.exp => return Some(s.value.clone()),
-            _ => {}
-        }
+        let current = {
+            let guard = self.read();
+            match guard.as_ref() {
+                Some(s) if now < refresh_at(s) => return Some(s.value.clone()),
+                // Cannot be extended: the session ends then; its cache entry does too.
+                Some(s) if self.exp_at(now) <= s.exp => return Some(s.value.clone()),
+                other => other.cloned(),
+            }
+        };
         let _guard = match self.refresh.try_lock() {
             Ok(g) => g,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
