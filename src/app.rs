@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::admin;
+use crate::auth::jwt::Signer;
 use crate::config::Config;
 use crate::forward_auth::ForwardAuth;
 use crate::idp;
@@ -81,6 +82,8 @@ async fn serve_with(
 ) -> Result<(), StartError> {
     // Lives as long as the listener: dropping it stops polling and SIGHUP handling.
     let _reloader = tls.as_ref().map(TlsAcceptorHandle::spawn_reloader);
+    // The JWT signing key rotates the same way (polled, and on SIGHUP).
+    let _jwt_reloader = gateway.signer().map(Signer::spawn_reloader);
     let admin = Arc::clone(gateway.admin());
     let opts = ServeOptions {
         // hyper's own limit only backs ours up: the pipeline answers 431 with JSON below it.

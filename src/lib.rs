@@ -26,7 +26,8 @@
 //! - [`config`]: the serde mirror of the file (`raw`), validated per section
 //!   into the runtime types the rest of the crate sees.
 //! - [`auth`]: where a credential comes from, the provider-neutral identity,
-//!   the header plan (what the upstream is told), the freshness-aware cache.
+//!   the header plan (what the upstream is told), the signed identity token
+//!   (`jwt`), the freshness-aware cache.
 //! - [`idp`]: the [`idp::SessionProvider`] trait, [`idp::build`], and one
 //!   folder per provider with the wire types its emulator shares.
 //! - [`proxy`]: forwarding, hop-by-hop, X-Forwarded-*, bodies, upgrades;

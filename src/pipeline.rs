@@ -21,6 +21,7 @@ use crate::admin::{Admin, AuthOutcome, IdpResult, Mode, UpstreamResult};
 use crate::auth::cache::{Cached, Fresh, Lookup, SessionCache};
 use crate::auth::credential::{Credential, CredentialSource, Fingerprint, Found};
 use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
+use crate::auth::jwt::{Signer, JWKS_PATH};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::html;
@@ -47,6 +48,9 @@ pub enum BuildError {
     /// `headers.prefix` cannot name headers.
     #[error(transparent)]
     HeaderPrefix(#[from] InvalidPrefix),
+    /// `jwt.key_file` (it may have changed since the config was checked).
+    #[error("jwt.{0}")]
+    JwtKey(#[from] crate::server::pem::LoadError),
 }
 
 /// Everything a request needs, built once from the validated config.
@@ -55,6 +59,10 @@ pub struct Gateway {
     cache: SessionCache,
     idp: Arc<dyn SessionProvider>,
     plan: HeaderPlan,
+    /// Signs the identity token, with `[jwt]` on.
+    signer: Option<Arc<Signer>>,
+    /// Serve the JWKS on this listener too (`jwt.public_jwks`).
+    public_jwks: bool,
     credentials: CredentialSource,
     forwarder: Forwarder,
     login_url: Option<String>,
@@ -70,8 +78,23 @@ impl Gateway {
     pub fn new(cfg: &Config, idp: Arc<dyn SessionProvider>) -> Result<Self, BuildError> {
         let routes = RouteTable::new(&cfg.routes);
         let admin = Admin::with_routes(&routes.prefixes());
+        let mut plan =
+            HeaderPlan::new(&cfg.headers.prefix, cfg.headers.include_pii, idp.carries())?;
+        let signer = match &cfg.jwt {
+            Some(jwt) => Some(Arc::new(Signer::new(jwt)?)),
+            None => None,
+        };
+        if let Some(signer) = &signer {
+            // The token is an identity header: a client copy never reaches the app,
+            // even when its name is outside the prefix.
+            plan = plan.also_strip(signer.header().clone());
+            let jwks = Arc::clone(signer);
+            admin.set_jwks(Box::new(move || jwks.jwks()));
+        }
         Ok(Self {
-            plan: HeaderPlan::new(&cfg.headers.prefix, cfg.headers.include_pii, idp.carries())?,
+            plan,
+            signer,
+            public_jwks: cfg.jwt.as_ref().is_some_and(|j| j.public_jwks),
             credentials: CredentialSource {
                 id_cookie: cfg.session.id_cookie.clone(),
                 token_cookie: cfg.session.token_cookie.clone(),
@@ -93,6 +116,11 @@ impl Gateway {
     /// Readiness latch and metrics.
     pub fn admin(&self) -> &Arc<Admin> {
         &self.admin
+    }
+
+    /// The identity token signer, with `[jwt]` on (its key reloader, tests).
+    pub fn signer(&self) -> Option<&Arc<Signer>> {
+        self.signer.as_ref()
     }
 
     /// The session cache, for metrics and tests.
@@ -252,9 +280,17 @@ impl Gateway {
             GatewayError::BadRequest("path")
         })?;
 
-        // 3. Logout is the gateway's own endpoint.
+        // 3. Logout is the gateway's own endpoint; so is the JWKS when it is public.
         if *path == *self.logout_path {
             return self.logout(parts, peer, log).await.map(Decision::Respond);
+        }
+        if let (true, Some(signer)) = (self.public_jwks, &self.signer) {
+            if *path == *JWKS_PATH && matches!(parts.method, http::Method::GET | http::Method::HEAD)
+            {
+                return Ok(Decision::Respond(crate::admin::jwks_response(
+                    signer.jwks(),
+                )));
+            }
         }
 
         let route = self.routes.find(&path).ok_or(GatewayError::NoRoute)?;
@@ -339,7 +375,8 @@ impl Gateway {
         //    writes them back itself when the route's upstream can use them.
         let hop = proxy::remove_request_hop_by_hop(parts);
 
-        // c. Identity headers: rendered once at cache insert, cloned here.
+        // c. Identity headers: rendered (and the token signed) once at cache
+        //    insert, cloned here; the token is re-signed only near its expiry.
         self.inject_identity(&allowed, &mut parts.headers);
 
         // d. X-Forwarded-*: replaced unless the peer is a trusted proxy.
@@ -470,10 +507,19 @@ impl Gateway {
                 identity,
                 expires_in,
             } => {
-                let auth = self
+                let mut auth = self
                     .plan
                     .render(&identity)
                     .map_err(|e| IdpError::BadAnswer(e.to_string()))?;
+                // Signed here, once per cached session, never on a cache hit.
+                if let Some(signer) = &self.signer {
+                    auth = auth.with_token(signer.issue(
+                        &identity,
+                        self.plan.carries(),
+                        key,
+                        expires_in,
+                    ));
+                }
                 Ok(Fresh::Valid(Arc::new(auth), expires_in))
             }
             Verdict::Invalid { reason } => {

@@ -6,6 +6,7 @@
 //! - `GET /readyz`: 200 `{"status":"ready"}`, or 503 `{"status":"not_ready","reason":"..."}`
 //!   until [`Admin::set_ready`] says otherwise (readiness: starting, shutting down).
 //! - `GET /metrics`: OpenMetrics text, see [`Metrics`].
+//! - `GET /.well-known/jwks.json`: the identity token's public keys, with `[jwt]` on.
 
 mod metrics;
 
@@ -34,6 +35,12 @@ pub const STARTING: &str = "starting";
 /// A hook run before each `/metrics` encode, to refresh gauges read at scrape time.
 pub type ScrapeHook = Box<dyn Fn(&Metrics) + Send + Sync>;
 
+/// Where `/.well-known/jwks.json` comes from (the JWT signer's current keys).
+pub type JwksSource = Box<dyn Fn() -> Bytes + Send + Sync>;
+
+/// Path of the JWKS (also served on the public listener with `jwt.public_jwks`).
+const JWKS: &str = "/.well-known/jwks.json";
+
 /// A registered [`ScrapeHook`], shared so a scrape can run it outside the lock.
 type SharedHook = Arc<dyn Fn(&Metrics) + Send + Sync>;
 
@@ -44,6 +51,8 @@ pub struct Admin {
     metrics: Metrics,
     /// Hooks run before each scrape; a hook may itself call `on_scrape` without deadlocking.
     on_scrape: Mutex<Vec<SharedHook>>,
+    /// The JWKS, with `[jwt]` on; the endpoint answers 404 without it.
+    jwks: Mutex<Option<Arc<dyn Fn() -> Bytes + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -64,6 +73,7 @@ impl Admin {
             readiness: Mutex::new((false, STARTING)),
             metrics: Metrics::new(route_prefixes),
             on_scrape: Mutex::new(Vec::new()),
+            jwks: Mutex::new(None),
         })
     }
 
@@ -96,10 +106,23 @@ impl Admin {
             .push(Arc::from(hook));
     }
 
+    /// Serves `/.well-known/jwks.json` from `source`.
+    pub fn set_jwks(&self, source: JwksSource) {
+        *self.jwks.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::from(source));
+    }
+
     /// Answers one admin request; pure, so tests can call it without a socket.
     pub fn handle<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
-        if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        let jwks = match path {
+            JWKS => self
+                .jwks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            _ => None,
+        };
+        if !matches!(path, "/healthz" | "/readyz" | "/metrics") && jwks.is_none() {
             return json(StatusCode::NOT_FOUND, r#"{"status":"not_found"}"#.into());
         }
         // HEAD too: some probes and load balancers use it; hyper drops the body.
@@ -114,6 +137,10 @@ impl Admin {
         }
         match path {
             "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+            JWKS => match jwks {
+                Some(source) => jwks_response(source()),
+                None => json(StatusCode::NOT_FOUND, r#"{"status":"not_found"}"#.into()),
+            },
             "/readyz" => match self.readiness() {
                 (true, _) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
                 (false, reason) => json(StatusCode::SERVICE_UNAVAILABLE, not_ready_body(reason)),
@@ -152,6 +179,19 @@ impl Admin {
             }
         }
     }
+}
+
+/// A JWKS answer. Verifiers may keep it a minute: a rotated key is served
+/// beside the previous one, and a verifier meeting an unknown `kid` refetches.
+pub fn jwks_response(body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    resp
 }
 
 /// `{"status":"not_ready","reason":...}`, with `status` first for people reading probe output.

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::identity::Identity;
+use super::jwt::IdentityToken;
 
 /// Which lists a provider carries; a provider without roles sends no roles header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,9 @@ struct Names {
 #[derive(Debug, Clone)]
 pub struct HeaderPlan {
     prefix: Box<str>,
+    /// Identity headers named outside the prefix (a custom `jwt.header`),
+    /// stripped from clients all the same.
+    also_strip: Box<[HeaderName]>,
     names: Names,
     include_pii: bool,
     carries: Carries,
@@ -81,9 +85,20 @@ impl HeaderPlan {
                 user_context: name("user-context")?,
             },
             prefix: prefix.into(),
+            also_strip: Box::new([]),
             include_pii,
             carries,
         })
+    }
+
+    /// Also strips client copies of `name` (an identity header named outside the prefix).
+    pub fn also_strip(mut self, name: HeaderName) -> Self {
+        if !self.is_identity_header(&name) {
+            let mut names = self.also_strip.into_vec();
+            names.push(name);
+            self.also_strip = names.into();
+        }
+        self
     }
 
     /// The prefix every identity header starts with.
@@ -177,6 +192,7 @@ impl HeaderPlan {
                 .map(|p| p.as_str().into())
                 .collect(),
             headers,
+            token: None,
         })
     }
 
@@ -198,15 +214,20 @@ impl HeaderPlan {
         }
     }
 
-    /// True for names equal to `{prefix}*` once lowercased and with `_` read as `-`.
+    /// True for names equal to `{prefix}*`, or to a name given to
+    /// [`HeaderPlan::also_strip`], once lowercased and with `_` read as `-`.
     pub fn is_identity_header(&self, name: &HeaderName) -> bool {
         let n = name.as_str().as_bytes();
-        let p = self.prefix.as_bytes();
-        n.len() >= p.len()
-            && n[..p.len()]
-                .iter()
+        let folds = |p: &[u8]| {
+            n.iter()
                 .zip(p)
                 .all(|(&a, &b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+        };
+        (n.len() >= self.prefix.len() && folds(self.prefix.as_bytes()))
+            || self
+                .also_strip
+                .iter()
+                .any(|x| x.as_str().len() == n.len() && folds(x.as_str().as_bytes()))
     }
 
     /// base64url (no padding) of the provider's context, plus `pii` when enabled.
@@ -240,9 +261,17 @@ pub struct Authenticated {
     roles: Box<[Box<str>]>,
     permissions: Box<[Box<str>]>,
     headers: Box<[(HeaderName, HeaderValue)]>,
+    /// The signed identity token, with `[jwt]` on.
+    token: Option<IdentityToken>,
 }
 
 impl Authenticated {
+    /// Adds the signed identity token, sent after the other identity headers.
+    pub fn with_token(mut self, token: IdentityToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
     /// The provider's subject (profile id), for logs.
     pub fn subject(&self) -> &str {
         &self.subject
@@ -259,14 +288,21 @@ impl Authenticated {
     }
 
     /// Adds the identity headers; the caller has already removed client copies.
+    /// The signed token is one of them: cloned, or re-signed when near its expiry.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        headers.reserve(self.headers.len());
+        headers.reserve(self.headers.len() + usize::from(self.token.is_some()));
         for (name, value) in self.headers.iter() {
             headers.insert(name.clone(), value.clone());
         }
+        if let Some(token) = &self.token {
+            if let Some(value) = token.value(std::time::SystemTime::now()) {
+                headers.insert(token.header().clone(), value);
+            }
+        }
     }
 
-    /// The rendered headers, in the order they are sent.
+    /// The rendered headers, in the order they are sent (the signed token,
+    /// which changes over the session's life, is added by [`Authenticated::inject`]).
     pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.headers
     }
@@ -465,6 +501,13 @@ mod tests {
                 !p.is_identity_header(&HeaderName::from_bytes(n.as_bytes()).unwrap()),
                 "{n}"
             );
+        }
+        let custom = plan(false).also_strip(HeaderName::from_static("x-app-assertion"));
+        for n in ["x-app-assertion", "x_app_assertion"] {
+            assert!(custom.is_identity_header(&HeaderName::from_bytes(n.as_bytes()).unwrap()));
+        }
+        for n in ["x-app-assertion2", "x-app-assert"] {
+            assert!(!custom.is_identity_header(&HeaderName::from_bytes(n.as_bytes()).unwrap()));
         }
         let mut h = HeaderMap::new();
         h.insert("X_IID_Profile_Id", HeaderValue::from_static("1"));

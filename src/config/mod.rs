@@ -61,6 +61,17 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default interval at which `server.tls` files are checked for a new certificate.
 pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// Default `jwt.issuer` (the `iss` claim).
+pub const DEFAULT_JWT_ISSUER: &str = "sessiongate";
+/// Default longest life of a signed identity token (`jwt.ttl`).
+pub const DEFAULT_JWT_TTL: Duration = Duration::from_secs(300);
+/// Shortest `jwt.ttl`: tokens are re-signed in their last 30 s, so a shorter
+/// life would have every cache hit re-sign.
+pub const MIN_JWT_TTL: Duration = Duration::from_secs(60);
+/// What follows `headers.prefix` in the token's header when `jwt.header` is not set.
+pub const DEFAULT_JWT_HEADER_SUFFIX: &str = "jwt";
+/// Default interval at which `jwt.key_file` is checked for a rotated key.
+pub const DEFAULT_JWT_RELOAD_INTERVAL: Duration = DEFAULT_TLS_RELOAD_INTERVAL;
 /// Default cookie holding the child session id (IID's own name).
 pub const DEFAULT_ID_COOKIE: &str = "iid_session_id";
 /// Default cookie holding the session token (IID's own name).
@@ -106,6 +117,28 @@ pub struct Config {
     pub forward_auth: ForwardAuthConfig,
     /// Routes, in file order (matching picks the longest prefix).
     pub routes: Vec<RouteConfig>,
+    /// Signed identity token; `None` when `jwt.key_file` is empty.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `[jwt]`: an ES256 token asserting the identity, sent beside the identity
+/// headers, for apps that cannot trust the network path.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// PEM EC P-256 private key (PKCS#8 or SEC1); checked at load, re-read when it changes.
+    pub key_file: PathBuf,
+    /// Header the token travels in (default `{headers.prefix}jwt`); client copies are stripped.
+    pub header: http::HeaderName,
+    /// `iss` claim.
+    pub issuer: String,
+    /// `aud` claim: the one app behind this gateway, so a token cannot be replayed at another.
+    pub audience: String,
+    /// Longest token life; a token never outlives its session.
+    pub ttl: Duration,
+    /// Also serve `/.well-known/jwks.json` on the public listener.
+    pub public_jwks: bool,
+    /// How often `key_file` is checked for a rotated key (SIGHUP also reloads).
+    pub reload_interval: Duration,
 }
 
 /// `[server]`.
@@ -648,6 +681,50 @@ mod tests {
         assert_eq!(c.routes[0].max_body_bytes, None);
         assert_eq!(c.routes[0].auth, Auth::Required);
         assert_eq!(c.admin.listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
+    }
+
+    #[test]
+    fn jwt_is_off_by_default_and_its_header_follows_the_prefix() {
+        let c = Config::from_toml_str(MINIMAL).unwrap();
+        assert!(c.jwt.is_none());
+        let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls/ec-p256.sec1.key");
+        let with = |extra: &str| {
+            Config::from_toml_str(&format!(
+                "{extra}\n[jwt]\nkey_file = {key:?}\naudience = \"billing\"\n{MINIMAL}"
+            ))
+        };
+        let j = with("").unwrap().jwt.unwrap();
+        assert_eq!(j.header, "x-iid-jwt");
+        assert_eq!(j.issuer, DEFAULT_JWT_ISSUER);
+        assert_eq!(j.ttl, DEFAULT_JWT_TTL);
+        assert!(!j.public_jwks);
+        let j = with("[headers]\nprefix = \"X-Portal-\"")
+            .unwrap()
+            .jwt
+            .unwrap();
+        assert_eq!(j.header, "x-portal-jwt");
+    }
+
+    #[test]
+    fn jwt_errors_name_their_keys() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+        let err = |jwt: &str| {
+            Config::from_toml_str(&format!("[jwt]\n{jwt}\n{MINIMAL}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let ec = data.join("ec-p256.pkcs8.key");
+        let e = err(&format!("key_file = {ec:?}"));
+        assert!(e.contains("jwt.audience"), "{e}");
+        let rsa = data.join("rsa2048.pkcs8.key");
+        let e = err(&format!("key_file = {rsa:?}\naudience = \"a\""));
+        assert!(e.contains("jwt.key_file") && e.contains("rsa2048"), "{e}");
+        let e = err("key_file = \"/nonexistent/jwt.key\"\naudience = \"a\"");
+        assert!(e.contains("jwt.key_file"), "{e}");
+        let e = err(&format!(
+            "key_file = {ec:?}\naudience = \"a\"\nheader = \"bad header\"\nttl = \"10s\""
+        ));
+        assert!(e.contains("jwt.header") && e.contains("jwt.ttl"), "{e}");
     }
 
     #[test]

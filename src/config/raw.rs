@@ -16,6 +16,7 @@ use super::{
     DEFAULT_ROUTE_AUTH, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TLS_RELOAD_INTERVAL, DEFAULT_TOKEN_COOKIE,
     DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WORKERS,
 };
+use super::{DEFAULT_JWT_ISSUER, DEFAULT_JWT_RELOAD_INTERVAL, DEFAULT_JWT_TTL};
 
 /// A duration default as the text an operator would write (`"5m"`), so the
 /// default goes through the same parser as a configured value.
@@ -62,6 +63,40 @@ pub(super) struct RawConfig {
     pub(super) admin: RawAdmin,
     pub(super) forward_auth: RawForwardAuth,
     pub(super) routes: Vec<RawRoute>,
+    pub(super) jwt: RawJwt,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawJwt {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) key_file: String,
+    /// `None` follows `headers.prefix`.
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) header: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) issuer: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) audience: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) ttl: String,
+    pub(super) public_jwks: bool,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) reload_interval: String,
+}
+
+impl Default for RawJwt {
+    fn default() -> Self {
+        Self {
+            key_file: String::new(),
+            header: None,
+            issuer: DEFAULT_JWT_ISSUER.into(),
+            audience: String::new(),
+            ttl: duration_text(DEFAULT_JWT_TTL),
+            public_jwks: false,
+            reload_interval: duration_text(DEFAULT_JWT_RELOAD_INTERVAL),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

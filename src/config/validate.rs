@@ -14,8 +14,8 @@ use http::Uri;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAdmin, RawCache, RawConfig, RawForwardAuth, RawHeaders, RawIdp, RawLog, RawRoute, RawServer,
-    RawSession, RawTls, RawUpstream,
+    RawAdmin, RawCache, RawConfig, RawForwardAuth, RawHeaders, RawIdp, RawJwt, RawLog, RawRoute,
+    RawServer, RawSession, RawTls, RawUpstream,
 };
 use super::SsoIdentityConfig;
 use super::{
@@ -24,6 +24,7 @@ use super::{
     RouteConfig, Secret, ServerConfig, SessionConfig, StaticHeaders, TlsConfig, Upstream,
     UpstreamClientConfig, UpstreamConfig, DEFAULT_CIAM_SUBJECT_POINTER, DEFAULT_IID_CLIENT_ID,
 };
+use super::{JwtConfig, DEFAULT_JWT_HEADER_SUFFIX, MIN_JWT_TTL};
 use crate::server::pem;
 
 /// Collects validation errors, each prefixed with its key path.
@@ -64,6 +65,7 @@ impl RawConfig {
         let cache = cache(self.cache, &mut p);
         let mut upstream = upstream(self.upstream, &mut p);
         let headers = headers(self.headers, &mut p);
+        let jwt = jwt(self.jwt, &headers, &mut p);
         let log = log(self.log, &mut p);
         let admin = admin(self.admin, server.listen, &mut p);
         let forward_auth = forward_auth(self.forward_auth, server.listen, &admin, &mut p);
@@ -89,6 +91,7 @@ impl RawConfig {
             admin,
             forward_auth,
             routes,
+            jwt,
         })
     }
 }
@@ -491,6 +494,57 @@ fn headers(raw: RawHeaders, p: &mut Problems) -> HeadersConfig {
         // Header names are case-insensitive; one spelling makes matching a byte compare.
         prefix: prefix.to_ascii_lowercase(),
     }
+}
+
+/// Off without a key file; with one, the key must load now (a P-256 key)
+/// and the audience must name the app, so no token is valid for every app.
+fn jwt(raw: RawJwt, headers: &HeadersConfig, p: &mut Problems) -> Option<JwtConfig> {
+    if raw.key_file.is_empty() {
+        return None;
+    }
+    let key_file = PathBuf::from(raw.key_file);
+    if let Err(e) = pem::read_p256_key(&key_file) {
+        p.push(&format!("jwt.{}", e.file.key()), &e.message);
+    }
+    if raw.audience.trim().is_empty() {
+        p.push(
+            "jwt.audience",
+            "must name the app behind this gateway when jwt.key_file is set",
+        );
+    }
+    if raw.issuer.trim().is_empty() {
+        p.push("jwt.issuer", "must not be empty");
+    }
+    let ttl = p.positive_duration("jwt.ttl", &raw.ttl);
+    if !ttl.is_zero() && ttl < MIN_JWT_TTL {
+        p.push(
+            "jwt.ttl",
+            format_args!(
+                "must be at least {} (tokens are re-signed in their last 30s)",
+                humantime::format_duration(MIN_JWT_TTL)
+            ),
+        );
+    }
+    let name = raw
+        .header
+        .unwrap_or_else(|| format!("{}{DEFAULT_JWT_HEADER_SUFFIX}", headers.prefix));
+    let header =
+        http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap_or_else(|_| {
+            p.push(
+                "jwt.header",
+                format_args!("{name:?} is not a valid header name"),
+            );
+            http::HeaderName::from_static("x-iid-jwt")
+        });
+    Some(JwtConfig {
+        key_file,
+        header,
+        issuer: raw.issuer,
+        audience: raw.audience,
+        ttl,
+        public_jwks: raw.public_jwks,
+        reload_interval: p.positive_duration("jwt.reload_interval", &raw.reload_interval),
+    })
 }
 
 fn log(raw: RawLog, p: &mut Problems) -> LogConfig {
