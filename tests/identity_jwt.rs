@@ -299,3 +299,41 @@ async fn after_a_key_rotation_old_tokens_still_verify_and_new_ones_carry_the_new
         users::ESTABLISHMENT_ADMIN
     );
 }
+
+#[tokio::test]
+async fn a_forward_auth_decision_returns_the_same_verifiable_token() {
+    let dir = Scratch::new("forward-auth");
+    let key = dir.write_new_key();
+    let h = Harness::builder()
+        .set(
+            "jwt",
+            &format!("key_file = {:?}", key.display().to_string()),
+        )
+        .set("jwt", &format!("audience = \"{AUDIENCE}\""))
+        .forward_auth()
+        .start()
+        .await;
+    let cookie = h.login(users::INVESTOR);
+    let decided = h
+        .decide("/", &[("cookie", &cookie), ("x-forwarded-uri", "/app/x")])
+        .await;
+    assert_eq!(decided.status, 200);
+    let token = decided
+        .headers
+        .get("x-iid-jwt")
+        .expect("the decision carries the token")
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The decision filled the cache; the proxy sends the token it signed then.
+    assert_eq!(token_for(&h, "/app/x", &cookie, &[]).await, token);
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    tokio::spawn(sessiongate::admin::run(
+        admin,
+        Arc::clone(h.gateway.admin()),
+        std::future::pending(),
+    ));
+    let claims = verify(&token, &admin_jwks(&h, addr).await, AUDIENCE).unwrap();
+    assert_eq!(claims["sub"], users::INVESTOR);
+}
