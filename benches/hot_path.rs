@@ -22,7 +22,7 @@ use sessiongate::config::Config;
 use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig};
 use sessiongate::idp::iid::classify_fetch;
 use sessiongate::idp::Verdict;
-use sessiongate::pipeline::{Admission, Outcome};
+use sessiongate::pipeline::{Admission, Gateway, Outcome};
 use sessiongate::routes::RouteTable;
 
 const SEED: &[u8] = include_bytes!("../tests/data/seed_fetch_response.json");
@@ -212,45 +212,69 @@ fn steps(c: &mut Criterion) {
     g.finish();
 }
 
+/// A gateway whose cache holds one session, filled through the real
+/// emulator; with `jwt_key`, `[jwt]` is on and the cached entry carries a token.
+async fn filled_gateway(jwt_key: Option<&std::path::Path>) -> (Arc<Gateway>, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp = listener.local_addr().unwrap();
+    let emu = Emulator::new(EmulatorConfig {
+        api_key: "bench".into(),
+        client_id: None,
+        expires_in: 3600,
+        users: emulator::default_users(),
+    });
+    tokio::spawn(emulator::run(
+        listener,
+        Arc::clone(&emu),
+        std::future::pending(),
+    ));
+    let jwt = jwt_key
+        .map(|k| {
+            format!(
+                "[jwt]\nkey_file = {:?}\naudience = \"bench\"\n",
+                k.display().to_string()
+            )
+        })
+        .unwrap_or_default();
+    let toml = format!(
+        "{jwt}[idp]\nbase_url = \"http://{idp}{}\"\napi_key = \"bench\"\n{ROUTES}",
+        emulator::BASE_PATH
+    );
+    let cfg = Config::from_toml_str(&toml).unwrap();
+    let gateway = app::build_gateway(&cfg).unwrap();
+    let s = emu.create_session("518", None).unwrap();
+    let cookie = cookie_for(&s.session_id, &s.session_token);
+    // Fill the cache through the real IdP path once.
+    let mut p = parts("/api/v1/services/1", &browser_headers(&cookie));
+    let mut log = Outcome::default();
+    let admitted = gateway
+        .admit(&mut p, IpAddr::from([127, 0, 0, 1]), &mut log)
+        .await
+        .unwrap();
+    assert!(matches!(admitted, Admission::Forward(_)));
+    assert_eq!(p.headers.contains_key("x-iid-jwt"), jwt_key.is_some());
+    assert_eq!(emu.stats().fetch, 1);
+    (gateway, cookie)
+}
+
 fn whole_pipeline(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let (gateway, cookie) = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let idp = listener.local_addr().unwrap();
-        let emu = Emulator::new(EmulatorConfig {
-            api_key: "bench".into(),
-            client_id: None,
-            expires_in: 3600,
-            users: emulator::default_users(),
-        });
-        tokio::spawn(emulator::run(
-            listener,
-            Arc::clone(&emu),
-            std::future::pending(),
-        ));
-        let toml = format!(
-            "[idp]\nbase_url = \"http://{idp}{}\"\napi_key = \"bench\"\n{ROUTES}",
-            emulator::BASE_PATH
-        );
-        let cfg = Config::from_toml_str(&toml).unwrap();
-        let gateway = app::build_gateway(&cfg).unwrap();
-        let s = emu.create_session("518", None).unwrap();
-        let cookie = cookie_for(&s.session_id, &s.session_token);
-        // Fill the cache through the real IdP path once.
-        let mut p = parts("/api/v1/services/1", &browser_headers(&cookie));
-        let mut log = Outcome::default();
-        let admitted = gateway
-            .admit(&mut p, IpAddr::from([127, 0, 0, 1]), &mut log)
-            .await
-            .unwrap();
-        assert!(matches!(admitted, Admission::Forward(_)));
-        assert_eq!(emu.stats().fetch, 1);
-        (gateway, cookie)
-    });
+    let key_file =
+        std::env::temp_dir().join(format!("sessiongate-bench-jwt-{}.key", std::process::id()));
+    std::fs::write(
+        &key_file,
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem(),
+    )
+    .unwrap();
+    let (gateway, cookie) = rt.block_on(filled_gateway(None));
+    let (with_jwt, jwt_cookie) = rt.block_on(filled_gateway(Some(&key_file)));
+    let _ = std::fs::remove_file(&key_file);
     let headers = browser_headers(&cookie);
     let peer = IpAddr::from([127, 0, 0, 1]);
     let mut g = c.benchmark_group("pipeline");
@@ -259,6 +283,24 @@ fn whole_pipeline(c: &mut Criterion) {
             || parts("/api/v1/services/8812/details?x=1", &headers),
             |mut p| {
                 let gateway = &gateway;
+                async move {
+                    let mut log = Outcome::default();
+                    let a = gateway.admit(&mut p, peer, &mut log).await.unwrap();
+                    assert!(matches!(a, Admission::Forward(_)));
+                    p
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // The same cache hit with `[jwt]` on: the token was signed at insert, so
+    // this adds a timestamp compare and one more header clone, never a signature.
+    let jwt_headers = browser_headers(&jwt_cookie);
+    g.bench_function("admit_cache_hit_jwt_on", |b| {
+        b.to_async(&rt).iter_batched(
+            || parts("/api/v1/services/8812/details?x=1", &jwt_headers),
+            |mut p| {
+                let gateway = &with_jwt;
                 async move {
                     let mut log = Outcome::default();
                     let a = gateway.admit(&mut p, peer, &mut log).await.unwrap();

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::admin;
+use crate::auth::jwt::Signer;
 use crate::config::Config;
+use crate::forward_auth::ForwardAuth;
 use crate::idp;
 use crate::pipeline::{self, Gateway};
 use crate::server::tls::{self, TlsAcceptorHandle, TlsFiles};
@@ -80,6 +82,8 @@ async fn serve_with(
 ) -> Result<(), StartError> {
     // Lives as long as the listener: dropping it stops polling and SIGHUP handling.
     let _reloader = tls.as_ref().map(TlsAcceptorHandle::spawn_reloader);
+    // The JWT signing key rotates the same way (polled, and on SIGHUP).
+    let _jwt_reloader = gateway.signer().map(Signer::spawn_reloader);
     let admin = Arc::clone(gateway.admin());
     let opts = ServeOptions {
         // hyper's own limit only backs ours up: the pipeline answers 431 with JSON below it.
@@ -111,6 +115,39 @@ async fn serve_with(
     Ok(())
 }
 
+/// Serves forward-auth decisions ([`ForwardAuth`]) for `gateway` on
+/// `listener` until `shutdown` resolves, then drains. Cleartext only: the
+/// decision listener is for an ingress next to the gateway, never the public.
+pub async fn serve_forward_auth(
+    cfg: &Config,
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let decisions = Arc::new(ForwardAuth::new(cfg, gateway));
+    let opts = ServeOptions {
+        max_buf_size: cfg.server.max_header_bytes.saturating_mul(2).max(16 * 1024),
+        header_read_timeout: cfg.server.header_read_timeout,
+        idle_timeout: cfg.server.idle_timeout,
+        max_connections: cfg.server.max_connections,
+        shutdown_grace: cfg.server.shutdown_grace,
+        observer: None,
+        http2: cfg.server.http2,
+        tls: None,
+    };
+    server::serve(
+        listener,
+        opts,
+        move |req, peer| {
+            let decisions = Arc::clone(&decisions);
+            async move { decisions.handle(req, peer).await }
+        },
+        shutdown,
+    )
+    .await?;
+    Ok(())
+}
+
 /// The sockets a gateway serves on, bound by the caller (the binary binds the
 /// configured addresses; tests bind 127.0.0.1:0).
 pub struct Listeners {
@@ -118,6 +155,8 @@ pub struct Listeners {
     pub public: TcpListener,
     /// Health, readiness and metrics; `None` disables them.
     pub admin: Option<TcpListener>,
+    /// Forward-auth decisions (`forward_auth.listen`); `None` disables them.
+    pub forward_auth: Option<TcpListener>,
 }
 
 /// Starts everything `cfg` describes and serves until `shutdown`. `/readyz`
@@ -133,7 +172,10 @@ pub async fn run(
     let gateway = build_gateway(&cfg)?;
     let admin = Arc::clone(gateway.admin());
     let cache = gateway.cache().clone();
-    admin.on_scrape(Box::new(move |m| m.set_cache_entries(cache.entry_count())));
+    admin.on_scrape(Box::new(move |m| {
+        m.set_cache_entries(cache.entry_count());
+        m.set_log_lines_dropped(crate::telemetry::dropped_lines());
+    }));
 
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_task = match listeners.admin {
@@ -166,14 +208,41 @@ pub async fn run(
                 http2 = cfg.server.http2,
                 "sessiongate ready"
             );
+            // The decision listener stops with the public one: on shutdown,
+            // or when the public one fails (the sender is dropped then).
+            let (stop_decisions, decisions_stop) = tokio::sync::watch::channel(false);
+            let decisions = match listeners.forward_auth {
+                Some(listener) => {
+                    tracing::info!(forward_auth = %listener.local_addr()?, "forward-auth decision listener");
+                    let (cfg, gateway) = (cfg.clone(), Arc::clone(&gateway));
+                    let mut stop = decisions_stop;
+                    Some(tokio::spawn(async move {
+                        serve_forward_auth(&cfg, gateway, listener, async move {
+                            let _ = stop.wait_for(|stop| *stop).await;
+                        })
+                        .await
+                    }))
+                }
+                None => None,
+            };
             admin.set_ready(true, "ok");
             let draining = Arc::clone(&admin);
-            serve_with(&cfg, gateway, listeners.public, tls, async move {
+            let served = serve_with(&cfg, gateway, listeners.public, tls, async move {
                 shutdown.await;
                 draining.set_ready(false, "shutting down");
                 tracing::info!("shutting down: readiness false, draining in-flight requests");
+                let _ = stop_decisions.send(true);
             })
-            .await
+            .await;
+            match decisions {
+                Some(task) => {
+                    let decided = task
+                        .await
+                        .map_err(|e| std::io::Error::other(format!("forward-auth listener: {e}")));
+                    served.and(decided?)
+                }
+                None => served,
+            }
         }
         Err(e) => Err(e),
     };

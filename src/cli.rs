@@ -48,7 +48,7 @@ pub struct EmulatorArgs {
     /// Users JSON file [default: the built-in config/users.json].
     #[arg(long)]
     pub users: Option<PathBuf>,
-    /// Required X-IID-API-KEY; empty accepts any (IID only).
+    /// Required X-IID-API-KEY (iid) or bearer access token (ciam); empty accepts any.
     #[arg(long, default_value = "")]
     pub api_key: String,
     /// Lifetime of new sessions in seconds.
@@ -73,6 +73,12 @@ pub enum EmulatedProvider {
     Iid,
     /// EnOS IAM (`/enos-iam-service/v2.0/session/info`); `--api-key` is ignored.
     Enos,
+    /// SSO identity sessions (`/sso/sessions/identities/{token}.json`); `--api-key` is ignored.
+    #[value(name = "sso_identity")]
+    SsoIdentity,
+    /// CIAM ticket exchange (`/api/v2/tenant/sso/session-token/sso-ticket`)
+    /// and userinfo; `--api-key` is the access token it requires.
+    Ciam,
 }
 
 impl EmulatedProvider {
@@ -81,6 +87,8 @@ impl EmulatedProvider {
         match self {
             EmulatedProvider::Iid => "iid",
             EmulatedProvider::Enos => "enos",
+            EmulatedProvider::SsoIdentity => "sso_identity",
+            EmulatedProvider::Ciam => "ciam",
         }
     }
 }

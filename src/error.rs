@@ -32,6 +32,13 @@ pub enum GatewayError {
     /// No route matches the path.
     #[error("no route for this path")]
     NoRoute,
+    /// The route serves forward-auth decisions only: nothing to proxy to.
+    #[error("route has no upstream (forward-auth decisions only)")]
+    NoUpstream,
+    /// A decision request describes another request (`X-Forwarded-Uri`, ...)
+    /// but its peer is not trusted to (GHSA-7x63-xv5r-3p2x).
+    #[error("forward-auth request from an untrusted peer")]
+    UntrustedForwardAuthClient,
     /// A required route and no session cookie.
     #[error("no session cookie")]
     NoSession,
@@ -124,6 +131,20 @@ impl GatewayError {
                 "no_route",
                 "Not found",
                 "غير موجود",
+            ),
+            NoUpstream => spec(
+                StatusCode::NOT_FOUND,
+                40401,
+                "no_upstream",
+                "Not found",
+                "غير موجود",
+            ),
+            UntrustedForwardAuthClient => spec(
+                StatusCode::FORBIDDEN,
+                40301,
+                "untrusted_forward_auth_client",
+                "Forward-auth request from an untrusted client",
+                "طلب تحقق من عميل غير موثوق",
             ),
             NoSession => spec(
                 StatusCode::UNAUTHORIZED,
@@ -293,6 +314,13 @@ mod tests {
             (GatewayError::BodyTooLarge, 413, 41300, "body_too_large"),
             (GatewayError::ClientBody, 400, 40001, "bad_request_body"),
             (GatewayError::NoRoute, 404, 40400, "no_route"),
+            (GatewayError::NoUpstream, 404, 40401, "no_upstream"),
+            (
+                GatewayError::UntrustedForwardAuthClient,
+                403,
+                40301,
+                "untrusted_forward_auth_client",
+            ),
             (GatewayError::NoSession, 401, 40100, "no_session"),
             (GatewayError::InvalidSession, 401, 40101, "invalid_session"),
             (

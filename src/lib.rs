@@ -16,6 +16,9 @@
 //! - `main.rs`, [`cli`], [`telemetry`]: the thin binary; [`app`]: production
 //!   wiring from config to serving listeners.
 //! - [`pipeline`]: the request path, read top to bottom: decide, then forward.
+//! - [`forward_auth`]: the decision listener for ingresses (nginx
+//!   `auth_request`, Traefik, Caddy, Envoy): the pipeline's decide step,
+//!   answered as a status and identity headers instead of forwarded.
 //! - [`error`]: every failure and its HTTP response, in one table; [`html`]: the
 //!   same for browsers (`Accept: text/html`), as small error pages.
 //! - [`path`] (a leaf): path normalization; [`routes`]: the route table;
@@ -23,7 +26,8 @@
 //! - [`config`]: the serde mirror of the file (`raw`), validated per section
 //!   into the runtime types the rest of the crate sees.
 //! - [`auth`]: where a credential comes from, the provider-neutral identity,
-//!   the header plan (what the upstream is told), the freshness-aware cache.
+//!   the header plan (what the upstream is told), the signed identity token
+//!   (`jwt`), the freshness-aware cache.
 //! - [`idp`]: the [`idp::SessionProvider`] trait, [`idp::build`], one
 //!   folder per provider with the wire types its emulator shares, and
 //!   [`idp::guard`]: the concurrency limit and circuit breaker around them.
@@ -49,6 +53,7 @@ pub mod config;
 pub mod connector;
 pub mod dev;
 pub mod error;
+pub mod forward_auth;
 pub mod html;
 pub mod idp;
 pub mod path;

@@ -40,7 +40,7 @@ fn run_gateway(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(cfg.log.format, &cfg.log.level);
+    let _logs = telemetry::init(cfg.log.format, &cfg.log.level);
     let workers = cfg.server.workers;
     block_on(workers, async move {
         let public = bind("server.listen", cfg.server.listen).await?;
@@ -48,11 +48,20 @@ fn run_gateway(cli: &Cli) -> ExitCode {
             Some(addr) => Some(bind("admin.listen", addr).await?),
             None => None,
         };
+        let forward_auth = match cfg.forward_auth.listen {
+            Some(addr) => Some(bind("forward_auth.listen", addr).await?),
+            None => None,
+        };
         // Kept alive for the whole run: the emulator task serves until the process ends.
         let _embedded = emulator::embedded::start(&mut cfg)
             .await
             .map_err(GatewayError::Emulator)?;
-        app::run(cfg, app::Listeners { public, admin }, shutdown_signal()).await?;
+        let listeners = app::Listeners {
+            public,
+            admin,
+            forward_auth,
+        };
+        app::run(cfg, listeners, shutdown_signal()).await?;
         Ok::<_, GatewayError>(())
     })
 }
@@ -99,9 +108,9 @@ fn check(cli: &Cli) -> ExitCode {
     }
 }
 
-/// `emulator`: a standalone IID- (default) or EnOS-compatible session server.
+/// `emulator`: a standalone IID- (default), EnOS-, SSO-identity- or CIAM-compatible session server.
 fn run_emulator(args: EmulatorArgs) -> ExitCode {
-    telemetry::init(LogFormat::Pretty, "info");
+    let _logs = telemetry::init(LogFormat::Pretty, "info");
     let users = match &args.users {
         Some(path) => match emulator::load_users(path) {
             Ok(u) => u,
@@ -122,6 +131,32 @@ fn run_emulator(args: EmulatorArgs) -> ExitCode {
                 sessiongate::idp::enos::wire::SERVICE_PATH
             );
             emulator::enos::run(listener, enos, shutdown_signal()).await
+        });
+    }
+    if args.provider == EmulatedProvider::SsoIdentity {
+        let sso = emulator::sso_identity::SsoIdentityEmulator::new(users, args.expires_in);
+        return block_on(1, async move {
+            let listener = TcpListener::bind(args.listen).await?;
+            eprintln!(
+                "SSO identity emulator on http://{} (GET/DELETE {}<token>{}; control: /__emulator/stats, /__emulator/sessions, /__emulator/fault)",
+                listener.local_addr()?,
+                sessiongate::idp::sso_identity::wire::PATH_IDENTITIES,
+                sessiongate::idp::sso_identity::wire::PATH_SUFFIX
+            );
+            emulator::sso_identity::run(listener, sso, shutdown_signal()).await
+        });
+    }
+    if args.provider == EmulatedProvider::Ciam {
+        let ciam = emulator::ciam::CiamEmulator::new(users, args.expires_in, &args.api_key);
+        return block_on(1, async move {
+            let listener = TcpListener::bind(args.listen).await?;
+            let addr = listener.local_addr()?;
+            eprintln!(
+                "CIAM emulator on http://{addr} (exchange: {}, userinfo: {}; control: /__emulator/stats, /__emulator/sessions, /__emulator/fault, /__emulator/userinfo-fault)",
+                sessiongate::idp::ciam::wire::PATH_SSO_TICKET,
+                sessiongate::idp::ciam::wire::PATH_USERINFO
+            );
+            emulator::ciam::run(listener, ciam, shutdown_signal()).await
         });
     }
     let cfg = emulator::EmulatorConfig {
@@ -229,7 +264,7 @@ fn run_upstream(args: UpstreamArgs) -> ExitCode {
 
 /// `demo`: gateway, emulator and echo upstream on loopback.
 fn run_demo(args: DemoArgs) -> ExitCode {
-    telemetry::init(LogFormat::Pretty, "warn");
+    let _logs = telemetry::init(LogFormat::Pretty, "warn");
     block_on(
         0,
         demo::run(args.listen, args.provider.config_name(), args.self_test),

@@ -18,17 +18,18 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use serde_json::json;
 
 use crate::admin::{
-    Admin, AuthOutcome, BreakerState, IdpRejection, IdpResult, ProbeResult, RefreshResult,
+    Admin, AuthOutcome, BreakerState, IdpRejection, IdpResult, Mode, ProbeResult, RefreshResult,
     UpstreamResult,
 };
 use crate::auth::cache::{Cached, Fresh, Lookup, RefreshTicket, Refreshed, SessionCache};
 use crate::auth::credential::{Credential, CredentialSource, Fingerprint, Found};
 use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
+use crate::auth::jwt::{Signer, JWKS_PATH};
 use crate::config::Config;
 use crate::error::{json_response, GatewayError};
 use crate::html;
 use crate::idp::guard::{self, Guarded};
-use crate::idp::{Backoff, IdpError, SessionProvider, Verdict};
+use crate::idp::{Backoff, ClientInfo, IdpError, SessionProvider, Verdict};
 use crate::path::{local_target, normalize_path};
 use crate::proxy::{self, Forwarder, ResponseBody};
 use crate::request_id;
@@ -51,6 +52,9 @@ pub enum BuildError {
     /// `headers.prefix` cannot name headers.
     #[error(transparent)]
     HeaderPrefix(#[from] InvalidPrefix),
+    /// `jwt.key_file` (it may have changed since the config was checked).
+    #[error("jwt.{0}")]
+    JwtKey(#[from] crate::server::pem::LoadError),
 }
 
 /// Everything a request needs, built once from the validated config.
@@ -59,6 +63,10 @@ pub struct Gateway {
     cache: SessionCache<IdpError>,
     idp: Arc<dyn SessionProvider>,
     plan: HeaderPlan,
+    /// Signs the identity token, with `[jwt]` on.
+    signer: Option<Arc<Signer>>,
+    /// Serve the JWKS on this listener too (`jwt.public_jwks`).
+    public_jwks: bool,
     /// `{prefix}stale`, sent upstream with `1` when a request is admitted stale.
     stale_header: HeaderName,
     /// This gateway, for the background renewals it spawns.
@@ -79,7 +87,19 @@ impl Gateway {
     pub fn new(cfg: &Config, idp: Arc<dyn SessionProvider>) -> Result<Arc<Self>, BuildError> {
         let routes = RouteTable::new(&cfg.routes);
         let admin = Admin::with_routes(&routes.prefixes());
-        let plan = HeaderPlan::new(&cfg.headers.prefix, cfg.headers.include_pii, idp.carries())?;
+        let mut plan =
+            HeaderPlan::new(&cfg.headers.prefix, cfg.headers.include_pii, idp.carries())?;
+        let signer = match &cfg.jwt {
+            Some(jwt) => Some(Arc::new(Signer::new(jwt)?)),
+            None => None,
+        };
+        if let Some(signer) = &signer {
+            // The token is an identity header: a client copy never reaches the app,
+            // even when its name is outside the prefix.
+            plan = plan.also_strip(signer.header().clone());
+            let jwks = Arc::clone(signer);
+            admin.set_jwks(Box::new(move || jwks.jwks()));
+        }
         let stale_header = HeaderName::from_bytes(format!("{}stale", plan.prefix()).as_bytes())
             .map_err(|_| InvalidPrefix(plan.prefix().to_owned()))?;
         let idp: Arc<dyn SessionProvider> = Arc::new(Guarded::new(
@@ -98,6 +118,8 @@ impl Gateway {
         let forwarder = Forwarder::new(&cfg.upstream)?;
         Ok(Arc::new_cyclic(|me| Self {
             plan,
+            signer,
+            public_jwks: cfg.jwt.as_ref().is_some_and(|j| j.public_jwks),
             stale_header,
             me: me.clone(),
             credentials: CredentialSource {
@@ -123,6 +145,11 @@ impl Gateway {
         &self.admin
     }
 
+    /// The identity token signer, with `[jwt]` on (its key reloader, tests).
+    pub fn signer(&self) -> Option<&Arc<Signer>> {
+        self.signer.as_ref()
+    }
+
     /// The session cache, for metrics and tests.
     pub fn cache(&self) -> &SessionCache<IdpError> {
         &self.cache
@@ -142,11 +169,7 @@ impl Gateway {
         let resp = match self.process(parts, body, peer.ip(), &mut log).await {
             Ok(resp) => resp,
             Err(err) => {
-                log.reason = Some(err.spec().reason);
-                log.detail = log.detail.or(err.detail());
-                if log.auth_outcome.is_none() {
-                    log.auth_outcome = auth_failure(&err);
-                }
+                log.failed(&err);
                 // IdP failures are logged once per IdP call (in `resolve`),
                 // not once per waiting request.
                 if matches!(
@@ -161,9 +184,27 @@ impl Gateway {
         let mut resp = resp;
         resp.headers_mut()
             .insert(request_id::X_REQUEST_ID, request_id.clone());
+        let seen = Seen {
+            mode: Mode::Proxy,
+            started,
+            request_id: &request_id,
+            method: &method,
+            path: uri.path(),
+        };
+        self.record(&seen, resp.status(), &log);
+        resp
+    }
+
+    /// Counts and logs one answered request, whichever listener answered it.
+    pub fn record(&self, seen: &Seen<'_>, status: StatusCode, log: &Outcome<'_>) {
         let metrics = self.admin.metrics();
-        let elapsed = started.elapsed();
-        metrics.request(&metrics.route(log.route), resp.status().as_u16(), elapsed);
+        let elapsed = seen.started.elapsed();
+        metrics.request(
+            &metrics.route(log.route),
+            seen.mode,
+            status.as_u16(),
+            elapsed,
+        );
         if let Some(outcome) = log.auth_outcome {
             metrics.auth(outcome);
         }
@@ -172,11 +213,12 @@ impl Gateway {
             // short keyed hash, never in clear.
             tracing::info!(
                 target: "sessiongate::access",
-                request_id = request_id.to_str().unwrap_or_default(),
-                method = %method,
-                path = uri.path(),
+                request_id = seen.request_id.to_str().unwrap_or_default(),
+                mode = seen.mode.as_str(),
+                method = %seen.method,
+                path = seen.path,
                 route = log.route,
-                status = resp.status().as_u16(),
+                status = status.as_u16(),
                 latency_us = elapsed.as_micros() as u64,
                 cache = log.lookup.map(Lookup::as_str),
                 reason = log.reason,
@@ -187,7 +229,16 @@ impl Gateway {
                 "request"
             );
         }
-        resp
+    }
+
+    /// The identity headers of an allowed request, written into `headers`.
+    /// The one place both the proxy (`rewrite`, step c) and a forward-auth
+    /// answer get them, so a header added here (a signed assertion, say)
+    /// reaches both.
+    pub fn inject_identity(&self, allowed: &Allowed<'_>, headers: &mut HeaderMap) {
+        if let Some(auth) = &allowed.auth {
+            auth.inject(headers);
+        }
     }
 
     /// Admission, then forwarding: the only I/O on the way is the IdP call.
@@ -256,9 +307,17 @@ impl Gateway {
             GatewayError::BadRequest("path")
         })?;
 
-        // 3. Logout is the gateway's own endpoint.
+        // 3. Logout is the gateway's own endpoint; so is the JWKS when it is public.
         if *path == *self.logout_path {
             return self.logout(parts, peer, log).await.map(Decision::Respond);
+        }
+        if let (true, Some(signer)) = (self.public_jwks, &self.signer) {
+            if *path == *JWKS_PATH && matches!(parts.method, http::Method::GET | http::Method::HEAD)
+            {
+                return Ok(Decision::Respond(crate::admin::jwks_response(
+                    signer.jwks(),
+                )));
+            }
         }
 
         let route = self.routes.find(&path).ok_or(GatewayError::NoRoute)?;
@@ -281,7 +340,7 @@ impl Gateway {
                 stale_if_error,
             } => {
                 let auth = match self
-                    .authenticate(&parts.headers, *stale_if_error, log)
+                    .authenticate(&parts.headers, peer, *stale_if_error, log)
                     .await
                 {
                     Ok(auth) => auth,
@@ -341,6 +400,11 @@ impl Gateway {
         peer: IpAddr,
         allowed: Allowed<'_>,
     ) -> Result<proxy::Onward, GatewayError> {
+        // A route without an upstream serves forward-auth decisions only;
+        // here, after the decision, so it never answers for an unauthenticated request.
+        let route = allowed.route;
+        let upstream = route.upstream.as_deref().ok_or(GatewayError::NoUpstream)?;
+
         // a. Anything identity-shaped the upstream sees must have been written by
         //    the gateway: drop client copies first, on every route, public too.
         self.plan.strip(&mut parts.headers);
@@ -351,10 +415,9 @@ impl Gateway {
         //    writes them back itself when the route's upstream can use them.
         let hop = proxy::remove_request_hop_by_hop(parts);
 
-        // c. Identity headers: rendered once at cache insert, cloned here.
-        if let Some(auth) = &allowed.auth {
-            auth.inject(&mut parts.headers);
-        }
+        // c. Identity headers: rendered (and the token signed) once at cache
+        //    insert, cloned here; the token is re-signed only near its expiry.
+        self.inject_identity(&allowed, &mut parts.headers);
         //    Admitted on the last valid answer while the IdP fails: the
         //    upstream is told, so it can hold back what must not run on one.
         if allowed.stale {
@@ -373,9 +436,8 @@ impl Gateway {
 
         // e. Forward the normalized path (what the decision was made on) with the
         //    query untouched; bodies stream both ways.
-        let route = allowed.route;
         parts.uri = proxy::upstream_uri(
-            &route.upstream,
+            upstream,
             parts.uri.path_and_query(),
             allowed.normalized.as_deref(),
         )?;
@@ -407,12 +469,40 @@ impl Gateway {
         self.trusted_proxies.iter().any(|n| n.contains(&peer))
     }
 
+    /// The client's address as far as the gateway can vouch for it: the
+    /// peer, unless the peer is a trusted proxy; then X-Forwarded-For is read
+    /// right to left and the first address that is not a trusted proxy wins
+    /// (addresses further left were written by nobody the gateway trusts).
+    /// An unreadable entry stops the walk at the last vouched-for address.
+    fn client_ip(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for value in headers.get_all("x-forwarded-for").iter().rev() {
+            let Ok(text) = value.to_str() else {
+                return client;
+            };
+            for hop in text.rsplit(',') {
+                let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                    return client;
+                };
+                client = ip;
+                if !self.is_trusted(ip) {
+                    return ip;
+                }
+            }
+        }
+        client
+    }
+
     /// Credential -> cache -> (IdP, coalesced) -> rendered identity. When the
     /// IdP fails, the session's last valid answer stands in for up to
     /// `stale_if_error` past its expiry (`log.lookup` is then `Stale`).
     async fn authenticate(
         &self,
         headers: &HeaderMap,
+        peer: IpAddr,
         stale_if_error: Duration,
         log: &mut Outcome<'_>,
     ) -> Result<Arc<Authenticated>, GatewayError> {
@@ -423,7 +513,11 @@ impl Gateway {
             Found::Present(key) => key,
         };
         log.session = Some(key.fingerprint());
-        let resolved = match self.cache.get_or_resolve(&key, self.resolve(&key)).await {
+        let resolved = match self
+            .cache
+            .get_or_resolve(&key, self.resolve(&key, headers, peer))
+            .await
+        {
             Ok(resolved) => resolved,
             Err(failed) => {
                 let error = (*failed.error).clone();
@@ -450,7 +544,7 @@ impl Gateway {
         };
         log.lookup = Some(resolved.lookup);
         if let Some(ticket) = resolved.refresh {
-            self.refresh_ahead(key, ticket);
+            self.refresh_ahead(key, ticket, self.client_info(headers, peer));
         }
         match resolved.value {
             Cached::Valid(auth) => Ok(auth),
@@ -460,8 +554,9 @@ impl Gateway {
 
     /// Renews a session's entry in the background (`cache.refresh_ahead`),
     /// so an active session never waits for the IdP at expiry. The request
-    /// that noticed is served at once from the entry.
-    fn refresh_ahead(&self, key: Credential, ticket: RefreshTicket) {
+    /// that noticed is served at once from the entry; its client info goes
+    /// with the renewal.
+    fn refresh_ahead(&self, key: Credential, ticket: RefreshTicket, client: ClientInfo) {
         let Some(gateway) = self.me.upgrade() else {
             return;
         };
@@ -469,7 +564,7 @@ impl Gateway {
         tokio::spawn(async move {
             let result = gateway
                 .cache
-                .refresh(&key, ticket, gateway.resolve(&key))
+                .refresh(&key, ticket, gateway.resolve_for(&key, client))
                 .await;
             gateway.admin.metrics().refreshed(match result {
                 Refreshed::Valid => RefreshResult::Valid,
@@ -480,10 +575,32 @@ impl Gateway {
         });
     }
 
-    /// One IdP call, rendered into what the cache stores.
-    async fn resolve(&self, key: &Credential) -> Result<Fresh, IdpError> {
+    /// The client's address and agent, as a provider that wants the device is told.
+    fn client_info(&self, headers: &HeaderMap, peer: IpAddr) -> ClientInfo {
+        ClientInfo {
+            ip: self.client_ip(headers, peer),
+            user_agent: headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(Into::into),
+        }
+    }
+
+    /// One IdP call, rendered into what the cache stores. The client's
+    /// address and agent are gathered here, so only a cache miss pays for them.
+    async fn resolve(
+        &self,
+        key: &Credential,
+        headers: &HeaderMap,
+        peer: IpAddr,
+    ) -> Result<Fresh, IdpError> {
+        self.resolve_for(key, self.client_info(headers, peer)).await
+    }
+
+    /// [`Gateway::resolve`] with the client info already gathered.
+    async fn resolve_for(&self, key: &Credential, client: ClientInfo) -> Result<Fresh, IdpError> {
         let asked = Instant::now();
-        let answer = self.idp.fetch(key).await;
+        let answer = self.idp.fetch(key, &client).await;
         let result = match &answer {
             Ok(Verdict::Valid { .. }) => Some(IdpResult::Valid),
             Ok(Verdict::Invalid { .. }) => Some(IdpResult::Invalid),
@@ -503,10 +620,19 @@ impl Gateway {
                 identity,
                 expires_in,
             } => {
-                let auth = self
+                let mut auth = self
                     .plan
                     .render(&identity)
                     .map_err(|e| IdpError::BadAnswer(e.to_string()))?;
+                // Signed here, once per cached session, never on a cache hit.
+                if let Some(signer) = &self.signer {
+                    auth = auth.with_token(signer.issue(
+                        &identity,
+                        self.plan.carries(),
+                        key,
+                        expires_in,
+                    ));
+                }
                 Ok(Fresh::Valid(Arc::new(auth), expires_in))
             }
             Verdict::Invalid { reason } => {
@@ -721,6 +847,32 @@ pub struct Outcome<'a> {
     missing: Option<&'a str>,
     auth: Option<Arc<Authenticated>>,
     session: Option<Fingerprint>,
+}
+
+impl Outcome<'_> {
+    /// Records why the gateway refused a request (for the log and metrics).
+    pub fn failed(&mut self, err: &GatewayError) {
+        self.reason = Some(err.spec().reason);
+        self.detail = self.detail.or(err.detail());
+        if self.auth_outcome.is_none() {
+            self.auth_outcome = auth_failure(err);
+        }
+    }
+}
+
+/// What [`Gateway::record`] needs to know about a request besides its outcome.
+#[derive(Debug)]
+pub struct Seen<'a> {
+    /// Which listener answered.
+    pub mode: Mode,
+    /// When its head arrived.
+    pub started: Instant,
+    /// Its `x-request-id`.
+    pub request_id: &'a HeaderValue,
+    /// The method decided on.
+    pub method: &'a http::Method,
+    /// The path decided on (never the query: its values may be tokens).
+    pub path: &'a str,
 }
 
 /// The auth outcome an error stands for, if it is an authentication failure.

@@ -29,8 +29,8 @@ pub enum Access {
 pub struct Route {
     /// Matched prefix.
     pub prefix: Box<str>,
-    /// Where to forward.
-    pub upstream: Arc<Upstream>,
+    /// Where to forward; `None` on a route that serves forward-auth decisions only.
+    pub upstream: Option<Arc<Upstream>>,
     /// Access rule.
     pub access: Access,
     /// Which pooled upstream client carries this route's requests (see [`crate::proxy::Forwarder`]).
@@ -52,7 +52,7 @@ impl RouteTable {
             .iter()
             .map(|r| Route {
                 prefix: canonical_prefix(&r.prefix).into(),
-                upstream: Arc::new(r.upstream.clone()),
+                upstream: r.upstream.clone().map(Arc::new),
                 client: r.client,
                 max_body_bytes: r.max_body_bytes,
                 access: match r.auth {

@@ -1,19 +1,213 @@
 //! Logging setup: tracing with JSON or human output; `RUST_LOG` wins over config.
+//!
+//! Lines are appended to a bounded in-memory buffer that a writer thread
+//! hands to stderr every [`FLUSH_EVERY`], as nginx's `access_log ...
+//! buffer= flush=` does. A request never waits on stderr, and never wakes
+//! another thread: a synchronous write per access-log line cost about 6 µs
+//! per request, and a channel to a writer thread (tracing-appender) cost
+//! more, one thread wakeup per line. When the buffer is full because stderr
+//! stalls, a line is dropped and counted ([`dropped_lines`]), never waited for.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// How often buffered lines reach stderr: the longest a line waits.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Bytes held before lines are dropped: seconds of access log at full speed,
+/// so only a stalled stderr loses lines.
+pub const BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+static DROPPED: OnceLock<Arc<Shared>> = OnceLock::new();
+
+/// Keeps the writer thread; dropping it writes out what is still buffered.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    writer: Option<(Arc<Shared>, JoinHandle<()>)>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some((shared, thread)) = self.writer.take() {
+            shared.stop();
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Installs the global subscriber; a second call is a no-op.
-pub fn init(format: LogFormat, level: &str) {
+pub fn init(format: LogFormat, level: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let shared = Arc::new(Shared::new(BUFFER_BYTES));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
+        .with_writer(LineSink(Arc::clone(&shared)));
+    let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
+    if installed.is_err() {
+        return LogGuard { writer: None };
+    }
+    let _ = DROPPED.set(Arc::clone(&shared));
+    let flusher = Arc::clone(&shared);
+    match std::thread::Builder::new()
+        .name("sessiongate-log".into())
+        .spawn(move || flusher.run(&mut std::io::stderr()))
+    {
+        Ok(thread) => LogGuard {
+            writer: Some((shared, thread)),
+        },
+        Err(e) => {
+            // Without the thread nothing would ever reach stderr.
+            eprintln!("cannot start the log writer thread: {e}");
+            LogGuard { writer: None }
+        }
+    }
+}
+
+/// Log lines dropped so far because the buffer was full.
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+}
+
+/// The buffer the request path appends to and the writer thread drains.
+struct Shared {
+    buf: Mutex<Vec<u8>>,
+    capacity: usize,
+    dropped: AtomicU64,
+    stopping: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn new(capacity: usize) -> Self {
+        Self {
+            buf: Mutex::new(Vec::with_capacity(64 * 1024)),
+            capacity,
+            dropped: AtomicU64::new(0),
+            stopping: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Appends one whole line, or drops and counts it when the buffer is full.
+    fn push(&self, line: &[u8]) {
+        let mut buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
+        if buf.len() + line.len() > self.capacity {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            buf.extend_from_slice(line);
+        }
+    }
+
+    /// The writer thread: every [`FLUSH_EVERY`] (and once more on stop),
+    /// swaps the buffer out under the lock and writes it outside it.
+    fn run(&self, out: &mut impl Write) {
+        let mut spare = Vec::with_capacity(64 * 1024);
+        loop {
+            let stop = {
+                let stopping = self.stopping.lock().unwrap_or_else(PoisonError::into_inner);
+                let (stopping, _) = self
+                    .wake
+                    .wait_timeout_while(stopping, FLUSH_EVERY, |s| !*s)
+                    .unwrap_or_else(PoisonError::into_inner);
+                *stopping
+            };
+            {
+                let mut buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
+                std::mem::swap(&mut *buf, &mut spare);
+            }
+            if !spare.is_empty() {
+                // A failing stderr has nowhere to report to; the lines are lost.
+                let _ = out.write_all(&spare).and_then(|()| out.flush());
+                spare.clear();
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn stop(&self) {
+        *self.stopping.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.wake.notify_all();
+    }
+}
+
+/// What the fmt layer writes each formatted event into (one `write` per event).
+struct LineSink(Arc<Shared>);
+
+impl Write for LineSink {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.0.push(line);
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LineSink {
+    type Writer = LineSink;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineSink(Arc::clone(&self.0))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_buffer_drops_and_counts_instead_of_waiting() {
+        let shared = Shared::new(10);
+        shared.push(b"12345\n");
+        shared.push(b"67890\n");
+        shared.push(b"abc\n");
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(&*shared.buf.lock().unwrap(), b"12345\nabc\n");
+    }
+
+    #[test]
+    fn stopping_writes_out_everything_buffered() {
+        let shared = Arc::new(Shared::new(1024));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        struct Out(Arc<Mutex<Vec<u8>>>);
+        impl Write for Out {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (s, o) = (Arc::clone(&shared), Arc::clone(&out));
+        let thread = std::thread::spawn(move || s.run(&mut Out(o)));
+        for i in 0..100 {
+            LineSink(Arc::clone(&shared))
+                .write_all(format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        shared.stop();
+        thread.join().unwrap();
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 100);
+        assert!(text.ends_with("line 99\n"));
+    }
 }

@@ -61,6 +61,7 @@ async fn start_config(cfg: Config) -> Running {
         Listeners {
             public,
             admin: Some(admin),
+            forward_auth: None,
         },
         async move {
             let _ = stopped.await;
@@ -205,9 +206,9 @@ async fn metrics_count_requests_auth_outcomes_and_idp_calls() {
         .unwrap();
     assert_eq!(status, 200);
     for line in [
-        r#"sessiongate_requests_total{route="/app",status="200"} 2"#,
-        r#"sessiongate_requests_total{route="/app",status="401"} 1"#,
-        r#"sessiongate_requests_total{route="none",status="404"} 1"#,
+        r#"sessiongate_requests_total{route="/app",status="200",mode="proxy"} 2"#,
+        r#"sessiongate_requests_total{route="/app",status="401",mode="proxy"} 1"#,
+        r#"sessiongate_requests_total{route="none",status="404",mode="proxy"} 1"#,
         r#"sessiongate_auth_outcomes_total{outcome="cache_miss"} 1"#,
         r#"sessiongate_auth_outcomes_total{outcome="cache_hit"} 1"#,
         r#"sessiongate_auth_outcomes_total{outcome="no_session"} 1"#,

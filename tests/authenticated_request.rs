@@ -29,7 +29,7 @@ async fn signed_in_request_carries_the_identity_headers() {
     )
     .unwrap();
     assert_eq!(json["profileId"], "518");
-    assert_eq!(json["profile"]["nameAr"], "خديجه عبدالله يوسف ال على");
+    assert_eq!(json["profile"]["nameAr"], "ليلى حسن التجربة");
     assert!(
         json.get("pii").is_none(),
         "personal data must stay out by default"

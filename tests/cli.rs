@@ -223,6 +223,8 @@ fn environment_overrides_apply_to_the_child_process() {
 const PROVIDER_EXAMPLES: &[(&str, &str)] = &[
     ("sessiongate.toml", "access_token = \"x\""),
     ("enos.toml", "api_key = \"x\""),
+    ("sso_identity.toml", "client_id = \"x\""),
+    ("ciam.toml", "client_id = \"x\""),
 ];
 
 fn example_config(name: &str) -> PathBuf {
@@ -262,9 +264,12 @@ fn check_rejects_a_key_the_examples_provider_does_not_read() {
     }
 }
 
+/// Every provider but IID, whose demo (with the browser journey) has its own tests.
+const OTHER_PROVIDERS: &[&str] = &["enos", "sso_identity", "ciam"];
+
 #[test]
 fn demo_self_test_passes_for_every_other_provider() {
-    for provider in ["enos"] {
+    for provider in OTHER_PROVIDERS {
         let mut cmd = sessiongate();
         cmd.args([
             "demo",
@@ -432,7 +437,7 @@ upstream = "http://{echo}"
     let (_, body) = get(admin, "/metrics").await.expect("admin answers");
     let text = String::from_utf8_lossy(&body);
     assert!(
-        text.contains(r#"sessiongate_requests_total{route="/public",status="200"} 1"#),
+        text.contains(r#"sessiongate_requests_total{route="/public",status="200",mode="proxy"} 1"#),
         "{text}"
     );
     assert!(
@@ -594,4 +599,101 @@ fn the_standalone_emulator_speaks_enos_with_provider_enos() {
     .unwrap();
     assert!(unknown.starts_with("HTTP/1.1 401"), "{unknown}");
     assert!(unknown.contains("30401"), "{unknown}");
+}
+
+#[test]
+fn the_standalone_emulator_speaks_sso_identity_with_provider_sso_identity() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = sessiongate();
+    cmd.arg("emulator")
+        .arg("--provider")
+        .arg("sso_identity")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = Running(cmd.spawn().unwrap());
+    let started = Instant::now();
+    let created = loop {
+        if let Some(answer) = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#) {
+            break answer;
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "emulator exited");
+        assert!(
+            started.elapsed() < PROCESS_DEADLINE,
+            "emulator never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let token = json["token"].as_str().unwrap();
+    let get = |token: &str| {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /sso/sessions/identities/{token}.json HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let read = get(token);
+    assert!(read.starts_with("HTTP/1.1 200"), "{read}");
+    assert!(read.contains(r#""user_token":"u518""#), "{read}");
+    assert!(read.contains(r#""flag":"success""#), "{read}");
+    let unknown = get("nope");
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+    assert!(unknown.contains(r#""flag":"error""#), "{unknown}");
+}
+
+#[test]
+fn the_standalone_emulator_speaks_ciam_with_provider_ciam() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = sessiongate();
+    cmd.args([
+        "emulator",
+        "--provider",
+        "ciam",
+        "--api-key",
+        "at-1",
+        "--listen",
+    ])
+    .arg(addr.to_string())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = Running(cmd.spawn().unwrap());
+    let started = Instant::now();
+    let created = loop {
+        if let Some(answer) = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#) {
+            break answer;
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "emulator exited");
+        assert!(
+            started.elapsed() < PROCESS_DEADLINE,
+            "emulator never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let token = json["token"].as_str().unwrap();
+    let body = format!(
+        r#"{{"session_token":"{token}","operating_sys_version":"unknown","device_ip":"127.0.0.1","device_fingerprint":"f"}}"#
+    );
+    let path = "/api/v2/tenant/sso/session-token/sso-ticket";
+    let wrong = post(addr, path, "authorization: Bearer nope\r\n", &body).unwrap();
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let issued = post(addr, path, "authorization: Bearer at-1\r\n", &body).unwrap();
+    assert!(issued.starts_with("HTTP/1.1 200"), "{issued}");
+    let json: serde_json::Value =
+        serde_json::from_str(issued.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert!(json["sso_ticket"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssoTicket-"));
+    assert!(json["expire"].as_f64().unwrap() > 0.0);
 }

@@ -22,7 +22,9 @@ fn metrics(h: &Harness) -> String {
 /// Waits until the gateway has answered `n` requests on `route` with
 /// `status`, so the upstream counters below are final for them.
 async fn wait_for_requests(h: &Harness, route: &str, status: u16, n: u64) {
-    let line = format!(r#"sessiongate_requests_total{{route="{route}",status="{status}"}} {n}"#);
+    let line = format!(
+        r#"sessiongate_requests_total{{route="{route}",status="{status}",mode="proxy"}} {n}"#
+    );
     let counted = eventually(DEADLINE, || {
         let seen = metrics(h).contains(&line);
         async move { seen }

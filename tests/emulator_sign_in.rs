@@ -89,7 +89,7 @@ async fn the_page_lists_every_user_with_locale_and_roles_and_arabic_right_to_lef
         })
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
-    at("KHADIJA ABDULLA YOUSEF ALALI");
+    at("LAYLA HASSAN AL TEST");
     at("IID-INVESTOR");
     at("IID-ESTABLISHMENT-ADMIN");
     // The Arabic-locale user, in Arabic, right to left.

@@ -16,7 +16,7 @@ use sessiongate::auth::credential::Credential;
 use sessiongate::config::{IdpConfig, IidConfig, ProviderConfig, Secret};
 use sessiongate::dev::emulator::{self, Fault};
 use sessiongate::idp::iid::IidClient;
-use sessiongate::idp::{SessionProvider, Verdict};
+use sessiongate::idp::{ClientInfo, SessionProvider, Verdict};
 use support::{users, Harness, Reply};
 
 /// The (id, token) pair inside a cookie made by `Harness::login`.
@@ -51,7 +51,11 @@ async fn idp_verdict(h: &Harness, key: &Credential) -> Verdict {
         breaker: Default::default(),
     };
     let client = IidClient::new(&cfg, &own).unwrap();
-    client.fetch(key).await.unwrap()
+    let local = ClientInfo {
+        ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        user_agent: None,
+    };
+    client.fetch(key, &local).await.unwrap()
 }
 
 /// Both session cookies are expired, whatever the outcome.

@@ -248,6 +248,24 @@ label_enum!(
         Superseded => "superseded",
     }
 );
+/// Which listener answered a request, the `mode` label of request metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The public listener: the request was proxied (or answered by the gateway).
+    Proxy,
+    /// The forward-auth listener: the answer is a decision for an ingress.
+    ForwardAuth,
+}
+
+impl Mode {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Proxy => "proxy",
+            Self::ForwardAuth => "forward_auth",
+        }
+    }
+}
 
 /// Label values are written through `as_str`, so the enums stay plain Rust.
 macro_rules! label_value_via_as_str {
@@ -265,7 +283,8 @@ label_value_via_as_str!(
     UpstreamResult,
     IdpRejection,
     ProbeResult,
-    RefreshResult
+    RefreshResult,
+    Mode
 );
 
 /// An interned route prefix: the `route` label of request metrics, with its
@@ -283,7 +302,12 @@ impl RouteLabel {
 #[derive(Debug)]
 struct RouteSeries {
     name: RouteName,
+    /// `mode="proxy"`, created with the label.
     duration: LatencyHistogram,
+    /// `mode="forward_auth"`, created on the first decision, so a gateway
+    /// without forward-auth exports no empty decision series.
+    decisions: OnceLock<LatencyHistogram>,
+    family: HistogramFamily<RouteLabels>,
 }
 
 /// Shared string so a label set is built per request with a reference-count bump, not a copy.
@@ -300,10 +324,17 @@ impl EncodeLabelValue for RouteName {
 struct RequestLabels {
     route: RouteName,
     status: u16,
+    mode: Mode,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RouteLabels {
+    route: RouteName,
+    mode: Mode,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StaleLabels {
     route: RouteName,
 }
 
@@ -375,13 +406,14 @@ pub struct Metrics {
     upstream_duration: LatencyHistogram,
     cache_entries: Gauge,
     open_connections: Gauge,
-    stale_served: Family<RouteLabels, Counter>,
+    stale_served: Family<StaleLabels, Counter>,
     refreshes_started: Counter,
     refreshes: Box<[Counter]>,
     breaker_state: Gauge,
     idp_rejected: Box<[Counter]>,
     breaker_probes: Box<[Counter]>,
     idp_in_flight: Gauge,
+    log_lines_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -398,14 +430,14 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "sessiongate_requests",
-            "Requests answered, by matched route prefix and status",
+            "Requests answered, by matched route prefix, status and mode (proxy or forward_auth)",
             requests.clone(),
         );
         let request_duration: HistogramFamily<RouteLabels> =
             Family::new_with_constructor(LatencyHistogram::new);
         registry.register_with_unit(
             "sessiongate_request_duration",
-            "Time from request head to response head, by matched route prefix",
+            "Time from request head to response head, by matched route prefix and mode",
             Unit::Seconds,
             request_duration.clone(),
         );
@@ -466,7 +498,7 @@ impl Metrics {
             open_connections.clone(),
         );
 
-        let stale_served = Family::<RouteLabels, Counter>::default();
+        let stale_served = Family::<StaleLabels, Counter>::default();
         registry.register(
             "sessiongate_stale_served",
             "Requests admitted on a session's last valid answer while the IdP failed (stale_if_error), by route",
@@ -511,6 +543,12 @@ impl Metrics {
             "IdP calls in flight (at most idp.max_concurrent)",
             idp_in_flight.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "sessiongate_log_lines_dropped",
+            "Log lines dropped because the log writer fell behind (its queue was full), as of the last scrape",
+            log_lines_dropped.clone(),
+        );
 
         let intern = |name: &str| RouteLabel::new(name, &request_duration);
         let no_route = intern(NO_ROUTE);
@@ -541,6 +579,7 @@ impl Metrics {
             idp_rejected,
             breaker_probes,
             idp_in_flight,
+            log_lines_dropped,
         }
     }
 
@@ -574,11 +613,24 @@ impl Metrics {
     }
 
     /// One answered request: `sessiongate_requests_total` and `sessiongate_request_duration_seconds`.
-    pub fn request(&self, route: &RouteLabel, status: u16, latency: Duration) {
-        route.0.duration.observe(latency);
+    pub fn request(&self, route: &RouteLabel, mode: Mode, status: u16, latency: Duration) {
+        let series = &route.0;
+        match mode {
+            Mode::Proxy => series.duration.observe(latency),
+            Mode::ForwardAuth => series
+                .decisions
+                .get_or_init(|| {
+                    series.family.get_or_create_owned(&RouteLabels {
+                        route: series.name.clone(),
+                        mode,
+                    })
+                })
+                .observe(latency),
+        }
         let labels = RequestLabels {
-            route: route.0.name.clone(),
+            route: series.name.clone(),
             status,
+            mode,
         };
         self.requests.get_or_create(&labels).inc();
     }
@@ -606,6 +658,15 @@ impl Metrics {
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
+    /// Raises `sessiongate_log_lines_dropped` to `total` (meant for an
+    /// [`super::Admin::on_scrape`] hook; the count itself lives in the log writer).
+    pub fn set_log_lines_dropped(&self, total: u64) {
+        let have = self.log_lines_dropped.get();
+        if total > have {
+            self.log_lines_dropped.inc_by(total - have);
+        }
+    }
+
     /// A client connection was accepted: `sessiongate_open_connections` + 1.
     pub fn connection_opened(&self) {
         self.open_connections.inc();
@@ -618,7 +679,7 @@ impl Metrics {
 
     /// A request admitted stale on `route`: `sessiongate_stale_served_total`.
     pub fn stale_served(&self, route: &RouteLabel) {
-        let labels = RouteLabels {
+        let labels = StaleLabels {
             route: route.0.name.clone(),
         };
         self.stale_served.get_or_create(&labels).inc();
@@ -667,8 +728,14 @@ impl RouteLabel {
         let name = RouteName(Arc::from(name));
         let duration = family.get_or_create_owned(&RouteLabels {
             route: name.clone(),
+            mode: Mode::Proxy,
         });
-        Self(Arc::new(RouteSeries { name, duration }))
+        Self(Arc::new(RouteSeries {
+            name,
+            duration,
+            decisions: OnceLock::new(),
+            family: family.clone(),
+        }))
     }
 }
 

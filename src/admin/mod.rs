@@ -6,6 +6,7 @@
 //! - `GET /readyz`: 200 `{"status":"ready"}`, or 503 `{"status":"not_ready","reason":"..."}`
 //!   until [`Admin::set_ready`] says otherwise (readiness: starting, shutting down).
 //! - `GET /metrics`: OpenMetrics text, see [`Metrics`].
+//! - `GET /.well-known/jwks.json`: the identity token's public keys, with `[jwt]` on.
 
 mod metrics;
 
@@ -21,7 +22,7 @@ use tokio::net::TcpListener;
 use crate::server::{self, ServeOptions};
 
 pub use metrics::{
-    AuthOutcome, BreakerState, IdpRejection, IdpResult, Metrics, ProbeResult, RefreshResult,
+    AuthOutcome, BreakerState, IdpRejection, IdpResult, Metrics, Mode, ProbeResult, RefreshResult,
     RouteLabel, UpstreamResult, LATENCY_BUCKETS_NANOS, MAX_ROUTE_LABELS, NO_ROUTE, OTHER_ROUTE,
 };
 
@@ -34,6 +35,12 @@ pub const STARTING: &str = "starting";
 /// A hook run before each `/metrics` encode, to refresh gauges read at scrape time.
 pub type ScrapeHook = Box<dyn Fn(&Metrics) + Send + Sync>;
 
+/// Where `/.well-known/jwks.json` comes from (the JWT signer's current keys).
+pub type JwksSource = Box<dyn Fn() -> Bytes + Send + Sync>;
+
+/// Path of the JWKS (also served on the public listener with `jwt.public_jwks`).
+const JWKS: &str = "/.well-known/jwks.json";
+
 /// A registered [`ScrapeHook`], shared so a scrape can run it outside the lock.
 type SharedHook = Arc<dyn Fn(&Metrics) + Send + Sync>;
 
@@ -44,6 +51,8 @@ pub struct Admin {
     metrics: Metrics,
     /// Hooks run before each scrape; a hook may itself call `on_scrape` without deadlocking.
     on_scrape: Mutex<Vec<SharedHook>>,
+    /// The JWKS, with `[jwt]` on; the endpoint answers 404 without it.
+    jwks: Mutex<Option<Arc<dyn Fn() -> Bytes + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -64,6 +73,7 @@ impl Admin {
             readiness: Mutex::new((false, STARTING)),
             metrics: Metrics::new(route_prefixes),
             on_scrape: Mutex::new(Vec::new()),
+            jwks: Mutex::new(None),
         })
     }
 
@@ -96,10 +106,23 @@ impl Admin {
             .push(Arc::from(hook));
     }
 
+    /// Serves `/.well-known/jwks.json` from `source`.
+    pub fn set_jwks(&self, source: JwksSource) {
+        *self.jwks.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::from(source));
+    }
+
     /// Answers one admin request; pure, so tests can call it without a socket.
     pub fn handle<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
-        if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        let jwks = match path {
+            JWKS => self
+                .jwks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            _ => None,
+        };
+        if !matches!(path, "/healthz" | "/readyz" | "/metrics") && jwks.is_none() {
             return json(StatusCode::NOT_FOUND, r#"{"status":"not_found"}"#.into());
         }
         // HEAD too: some probes and load balancers use it; hyper drops the body.
@@ -114,6 +137,10 @@ impl Admin {
         }
         match path {
             "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+            JWKS => match jwks {
+                Some(source) => jwks_response(source()),
+                None => json(StatusCode::NOT_FOUND, r#"{"status":"not_found"}"#.into()),
+            },
             "/readyz" => match self.readiness() {
                 (true, _) => json(StatusCode::OK, r#"{"status":"ready"}"#.into()),
                 (false, reason) => json(StatusCode::SERVICE_UNAVAILABLE, not_ready_body(reason)),
@@ -152,6 +179,19 @@ impl Admin {
             }
         }
     }
+}
+
+/// A JWKS answer. Verifiers may keep it a minute: a rotated key is served
+/// beside the previous one, and a verifier meeting an unknown `kid` refetches.
+pub fn jwks_response(body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    resp
 }
 
 /// `{"status":"not_ready","reason":...}`, with `status` first for people reading probe output.
@@ -373,10 +413,11 @@ mod tests {
         let admin = Admin::with_routes(&["/api/", "/"]);
         let m = admin.metrics();
         let api = m.route(Some("/api/"));
-        m.request(&api, 200, Duration::from_micros(80));
-        m.request(&api, 200, Duration::from_millis(3));
-        m.request(&api, 503, Duration::from_secs(20));
-        m.request(&m.route(None), 404, Duration::from_micros(10));
+        m.request(&api, Mode::Proxy, 200, Duration::from_micros(80));
+        m.request(&api, Mode::Proxy, 200, Duration::from_millis(3));
+        m.request(&api, Mode::Proxy, 503, Duration::from_secs(20));
+        m.request(&m.route(None), Mode::Proxy, 404, Duration::from_micros(10));
+        m.request(&api, Mode::ForwardAuth, 200, Duration::from_micros(50));
         for _ in 0..3 {
             m.auth(AuthOutcome::CacheHit);
         }
@@ -397,18 +438,24 @@ mod tests {
         let s = parse_exposition(&text);
 
         let req = "sessiongate_requests_total";
-        assert_eq!(
-            value(&s, req, &[("route", "/api/"), ("status", "200")]),
-            2.0
-        );
-        assert_eq!(
-            value(&s, req, &[("route", "/api/"), ("status", "503")]),
-            1.0
-        );
-        assert_eq!(value(&s, req, &[("route", "none"), ("status", "404")]), 1.0);
+        let proxied = |route, status| [("route", route), ("status", status), ("mode", "proxy")];
+        assert_eq!(value(&s, req, &proxied("/api/", "200")), 2.0);
+        assert_eq!(value(&s, req, &proxied("/api/", "503")), 1.0);
+        assert_eq!(value(&s, req, &proxied("none", "404")), 1.0);
+        // Decisions are counted apart from proxied requests, by the same route.
+        let decided = [
+            ("route", "/api/"),
+            ("status", "200"),
+            ("mode", "forward_auth"),
+        ];
+        assert_eq!(value(&s, req, &decided), 1.0);
 
         let dur = "sessiongate_request_duration_seconds";
-        let api_l = [("route", "/api/")];
+        let decisions_l = [("route", "/api/"), ("mode", "forward_auth")];
+        assert_eq!(value(&s, &format!("{dur}_count"), &decisions_l), 1.0);
+        // A route without decisions exports no decision series.
+        assert!(!text.contains(r#"route="/",mode="forward_auth""#), "{text}");
+        let api_l = [("route", "/api/"), ("mode", "proxy")];
         assert_eq!(value(&s, &format!("{dur}_count"), &api_l), 3.0);
         let sum = value(&s, &format!("{dur}_sum"), &api_l);
         assert!((sum - 20.00308).abs() < 1e-9, "{sum}");
@@ -416,7 +463,7 @@ mod tests {
             value(
                 &s,
                 &format!("{dur}_bucket"),
-                &[("route", "/api/"), ("le", le)],
+                &[("route", "/api/"), ("mode", "proxy"), ("le", le)],
             )
         };
         assert_eq!(bucket("0.0001"), 1.0);
@@ -424,11 +471,18 @@ mod tests {
         assert_eq!(bucket("10.0"), 2.0);
         assert_eq!(bucket("+Inf"), 3.0);
         // A route interned up front is exported (at zero) before its first request.
-        assert_eq!(value(&s, &format!("{dur}_count"), &[("route", "/")]), 0.0);
+        assert_eq!(
+            value(
+                &s,
+                &format!("{dur}_count"),
+                &[("route", "/"), ("mode", "proxy")]
+            ),
+            0.0
+        );
         // Buckets are cumulative.
         let mut last = 0.0;
         for sample in s.iter().filter(|x| x.name == format!("{dur}_bucket")) {
-            if sample.labels["route"] == "/api/" {
+            if sample.labels["route"] == "/api/" && sample.labels["mode"] == "proxy" {
                 assert!(sample.value >= last, "{sample:?}");
                 last = sample.value;
             }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::identity::Identity;
+use super::jwt::IdentityToken;
 
 /// Which lists a provider carries; a provider without roles sends no roles header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,9 @@ struct Names {
 #[derive(Debug, Clone)]
 pub struct HeaderPlan {
     prefix: Box<str>,
+    /// Identity headers named outside the prefix (a custom `jwt.header`),
+    /// stripped from clients all the same.
+    also_strip: Box<[HeaderName]>,
     names: Names,
     include_pii: bool,
     carries: Carries,
@@ -81,9 +85,20 @@ impl HeaderPlan {
                 user_context: name("user-context")?,
             },
             prefix: prefix.into(),
+            also_strip: Box::new([]),
             include_pii,
             carries,
         })
+    }
+
+    /// Also strips client copies of `name` (an identity header named outside the prefix).
+    pub fn also_strip(mut self, name: HeaderName) -> Self {
+        if !self.is_identity_header(&name) {
+            let mut names = self.also_strip.into_vec();
+            names.push(name);
+            self.also_strip = names.into();
+        }
+        self
     }
 
     /// The prefix every identity header starts with.
@@ -105,12 +120,6 @@ impl HeaderPlan {
         for r in &identity.roles {
             check_item("roles", r)?;
         }
-        if identity.subject.is_empty() {
-            return Err(RenderError {
-                field: "subject",
-                why: "missing",
-            });
-        }
         let permissions = self
             .carries
             .permissions
@@ -123,7 +132,12 @@ impl HeaderPlan {
         if let Some(v) = &identity.session_id {
             slots.push((n.session_id.clone(), v, "session_id"));
         }
-        slots.push((n.profile_id.clone(), &identity.subject, "subject"));
+        // An empty subject is a provider that names no one (ciam without
+        // userinfo): no profile id rather than an empty one. Providers that
+        // do name a subject refuse an empty one themselves.
+        if !identity.subject.is_empty() {
+            slots.push((n.profile_id.clone(), &identity.subject, "subject"));
+        }
         if let Some(v) = &permissions {
             slots.push((n.permissions.clone(), v, "permissions"));
         }
@@ -178,6 +192,7 @@ impl HeaderPlan {
                 .map(|p| p.as_str().into())
                 .collect(),
             headers,
+            token: None,
         })
     }
 
@@ -199,15 +214,20 @@ impl HeaderPlan {
         }
     }
 
-    /// True for names equal to `{prefix}*` once lowercased and with `_` read as `-`.
+    /// True for names equal to `{prefix}*`, or to a name given to
+    /// [`HeaderPlan::also_strip`], once lowercased and with `_` read as `-`.
     pub fn is_identity_header(&self, name: &HeaderName) -> bool {
         let n = name.as_str().as_bytes();
-        let p = self.prefix.as_bytes();
-        n.len() >= p.len()
-            && n[..p.len()]
-                .iter()
+        let folds = |p: &[u8]| {
+            n.iter()
                 .zip(p)
                 .all(|(&a, &b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+        };
+        (n.len() >= self.prefix.len() && folds(self.prefix.as_bytes()))
+            || self
+                .also_strip
+                .iter()
+                .any(|x| x.as_str().len() == n.len() && folds(x.as_str().as_bytes()))
     }
 
     /// base64url (no padding) of the provider's context, plus `pii` when enabled.
@@ -241,9 +261,17 @@ pub struct Authenticated {
     roles: Box<[Box<str>]>,
     permissions: Box<[Box<str>]>,
     headers: Box<[(HeaderName, HeaderValue)]>,
+    /// The signed identity token, with `[jwt]` on.
+    token: Option<IdentityToken>,
 }
 
 impl Authenticated {
+    /// Adds the signed identity token, sent after the other identity headers.
+    pub fn with_token(mut self, token: IdentityToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
     /// The provider's subject (profile id), for logs.
     pub fn subject(&self) -> &str {
         &self.subject
@@ -260,14 +288,21 @@ impl Authenticated {
     }
 
     /// Adds the identity headers; the caller has already removed client copies.
+    /// The signed token is one of them: cloned, or re-signed when near its expiry.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        headers.reserve(self.headers.len());
+        headers.reserve(self.headers.len() + usize::from(self.token.is_some()));
         for (name, value) in self.headers.iter() {
             headers.insert(name.clone(), value.clone());
         }
+        if let Some(token) = &self.token {
+            if let Some(value) = token.value(std::time::SystemTime::now()) {
+                headers.insert(token.header().clone(), value);
+            }
+        }
     }
 
-    /// The rendered headers, in the order they are sent.
+    /// The rendered headers, in the order they are sent (the signed token,
+    /// which changes over the session's life, is added by [`Authenticated::inject`]).
     pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.headers
     }
@@ -324,7 +359,7 @@ mod tests {
             extra: vec![("authority-type", "SELF".into())],
             context: object(json!({
                 "roles": [{"code": "IID-INVESTOR", "organizationIds": [2]}],
-                "profile": {"nameAr": "خديجه"},
+                "profile": {"nameAr": "ليلى"},
             })),
             pii: Some(object(json!({"eid": "784-0000", "email": "a@example.ae"}))),
             ..Default::default()
@@ -352,7 +387,7 @@ mod tests {
         assert_eq!(get(&a, "x-iid-session-id").unwrap(), "s-1");
         assert_eq!(get(&a, "x-iid-authority-type").unwrap(), "SELF");
         let ctx = context_json(&a);
-        assert_eq!(ctx["profile"]["nameAr"], "خديجه");
+        assert_eq!(ctx["profile"]["nameAr"], "ليلى");
         assert!(
             ctx.get("permissions").is_none(),
             "carried by x-iid-permissions only"
@@ -424,6 +459,17 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_subject_sends_no_profile_id() {
+        let mut id = sample();
+        id.subject.clear();
+        let a = plan(false).render(&id).unwrap();
+        let mut h = HeaderMap::new();
+        a.inject(&mut h);
+        assert!(h.get("x-iid-profile-id").is_none());
+        assert!(h.get("x-iid-user-context").is_some());
+    }
+
+    #[test]
     fn authorization_checks() {
         let a = plan(false).render(&sample()).unwrap();
         assert!(a.has_all_permissions(&["P1".into(), "P2".into()]));
@@ -455,6 +501,13 @@ mod tests {
                 !p.is_identity_header(&HeaderName::from_bytes(n.as_bytes()).unwrap()),
                 "{n}"
             );
+        }
+        let custom = plan(false).also_strip(HeaderName::from_static("x-app-assertion"));
+        for n in ["x-app-assertion", "x_app_assertion"] {
+            assert!(custom.is_identity_header(&HeaderName::from_bytes(n.as_bytes()).unwrap()));
+        }
+        for n in ["x-app-assertion2", "x-app-assert"] {
+            assert!(!custom.is_identity_header(&HeaderName::from_bytes(n.as_bytes()).unwrap()));
         }
         let mut h = HeaderMap::new();
         h.insert("X_IID_Profile_Id", HeaderValue::from_static("1"));

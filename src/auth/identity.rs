@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 #[derive(Clone, Default, PartialEq)]
 pub struct Identity {
     /// Who the user is, in the provider's terms (IID: the acting profile
-    /// id); sent as `{prefix}profile-id`.
+    /// id); sent as `{prefix}profile-id`. Empty only for a provider that
+    /// names no one (ciam without userinfo): then no profile id is sent.
     pub subject: String,
     /// The provider's own session id, when it has one; sent as `{prefix}session-id`.
     pub session_id: Option<String>,

@@ -61,6 +61,17 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default interval at which `server.tls` files are checked for a new certificate.
 pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// Default `jwt.issuer` (the `iss` claim).
+pub const DEFAULT_JWT_ISSUER: &str = "sessiongate";
+/// Default longest life of a signed identity token (`jwt.ttl`).
+pub const DEFAULT_JWT_TTL: Duration = Duration::from_secs(300);
+/// Shortest `jwt.ttl`: tokens are re-signed in their last 30 s, so a shorter
+/// life would have every cache hit re-sign.
+pub const MIN_JWT_TTL: Duration = Duration::from_secs(60);
+/// What follows `headers.prefix` in the token's header when `jwt.header` is not set.
+pub const DEFAULT_JWT_HEADER_SUFFIX: &str = "jwt";
+/// Default interval at which `jwt.key_file` is checked for a rotated key.
+pub const DEFAULT_JWT_RELOAD_INTERVAL: Duration = DEFAULT_TLS_RELOAD_INTERVAL;
 /// Default cookie holding the child session id (IID's own name).
 pub const DEFAULT_ID_COOKIE: &str = "iid_session_id";
 /// Default cookie holding the session token (IID's own name).
@@ -89,6 +100,9 @@ pub const DEFAULT_BREAKER_MAX_COOL_DOWN: Duration = Duration::from_secs(60);
 pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::ZERO;
 /// Default `auth` of a route: a forgotten key must not make a route public.
 pub const DEFAULT_ROUTE_AUTH: Auth = Auth::Required;
+/// Default `forward_auth.trust_loopback`: an ingress in the same pod reaches
+/// the decision listener over loopback.
+pub const DEFAULT_FORWARD_AUTH_TRUST_LOOPBACK: bool = true;
 /// Path used when no file is given and `$SESSIONGATE_CONFIG` is unset.
 pub const DEFAULT_CONFIG_PATH: &str = "config/sessiongate.toml";
 
@@ -111,8 +125,32 @@ pub struct Config {
     pub log: LogConfig,
     /// Health, readiness and metrics listener.
     pub admin: AdminConfig,
+    /// Decision listener for ingress proxies (nginx `auth_request`, Traefik, Caddy, Envoy).
+    pub forward_auth: ForwardAuthConfig,
     /// Routes, in file order (matching picks the longest prefix).
     pub routes: Vec<RouteConfig>,
+    /// Signed identity token; `None` when `jwt.key_file` is empty.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `[jwt]`: an ES256 token asserting the identity, sent beside the identity
+/// headers, for apps that cannot trust the network path.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// PEM EC P-256 private key (PKCS#8 or SEC1); checked at load, re-read when it changes.
+    pub key_file: PathBuf,
+    /// Header the token travels in (default `{headers.prefix}jwt`); client copies are stripped.
+    pub header: http::HeaderName,
+    /// `iss` claim.
+    pub issuer: String,
+    /// `aud` claim: the one app behind this gateway, so a token cannot be replayed at another.
+    pub audience: String,
+    /// Longest token life; a token never outlives its session.
+    pub ttl: Duration,
+    /// Also serve `/.well-known/jwks.json` on the public listener.
+    pub public_jwks: bool,
+    /// How often `key_file` is checked for a rotated key (SIGHUP also reloads).
+    pub reload_interval: Duration,
 }
 
 /// `[server]`.
@@ -263,6 +301,10 @@ pub enum ProviderConfig {
     Iid(IidConfig),
     /// EnOS IAM "Get Session Information" (seed 002); no keys of its own.
     Enos(EnosConfig),
+    /// SSO identity sessions, "Read SSO session" (seed 003); no keys of its own.
+    SsoIdentity(SsoIdentityConfig),
+    /// CIAM session-token exchange (seed 004), optionally redeeming the ticket at userinfo.
+    Ciam(CiamConfig),
 }
 
 impl ProviderConfig {
@@ -271,18 +313,26 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Iid(_) => IidConfig::PROVIDER,
             ProviderConfig::Enos(_) => EnosConfig::PROVIDER,
+            ProviderConfig::SsoIdentity(_) => SsoIdentityConfig::PROVIDER,
+            ProviderConfig::Ciam(_) => CiamConfig::PROVIDER,
         }
     }
 
     /// Whether the provider reports role codes, so a route requiring roles
     /// can be refused at load time instead of denying every request.
     pub fn reports_roles(&self) -> bool {
-        matches!(self, ProviderConfig::Iid(_))
+        match self {
+            ProviderConfig::Ciam(c) => c.roles_pointer.is_some(),
+            other => matches!(other, ProviderConfig::Iid(_)),
+        }
     }
 
     /// Whether the provider reports permission codes.
     pub fn reports_permissions(&self) -> bool {
-        matches!(self, ProviderConfig::Iid(_))
+        match self {
+            ProviderConfig::Ciam(c) => c.permissions_pointer.is_some(),
+            other => matches!(other, ProviderConfig::Iid(_)),
+        }
     }
 }
 
@@ -295,6 +345,41 @@ impl EnosConfig {
     /// The `idp.provider` value that selects EnOS IAM.
     pub const PROVIDER: &'static str = "enos";
 }
+
+/// SSO identity sessions' own keys: none; the credential is the identity
+/// token from the session cookie (or bearer token).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SsoIdentityConfig {}
+
+impl SsoIdentityConfig {
+    /// The `idp.provider` value that selects SSO identity sessions.
+    pub const PROVIDER: &'static str = "sso_identity";
+}
+
+/// CIAM's own keys. The pointers are only read with `userinfo_url`
+/// (validation refuses them without it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiamConfig {
+    /// The gateway's own bearer token for the tenant API; redacted in Debug.
+    pub access_token: Secret,
+    /// Where a ticket is redeemed for the user (`GET ...?sso_ticket=`); without
+    /// it the gateway only validates and sends no profile id.
+    pub userinfo_url: Option<String>,
+    /// JSON Pointer to the subject in the userinfo answer.
+    pub subject_pointer: String,
+    /// JSON Pointer to an array of role codes; `None`: ciam carries no roles.
+    pub roles_pointer: Option<String>,
+    /// JSON Pointer to an array of permission codes; `None`: no permissions.
+    pub permissions_pointer: Option<String>,
+}
+
+impl CiamConfig {
+    /// The `idp.provider` value that selects CIAM.
+    pub const PROVIDER: &'static str = "ciam";
+}
+
+/// Default `idp.subject_pointer` (ciam): the OpenID Connect `sub` claim.
+pub const DEFAULT_CIAM_SUBJECT_POINTER: &str = "/sub";
 
 /// IID's own keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -446,6 +531,19 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[forward_auth]`.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardAuthConfig {
+    /// Where decision requests are served; `None` turns forward-auth off.
+    pub listen: Option<SocketAddr>,
+    /// Honour `X-Forwarded-*`/`X-Original-*` from loopback peers too (an
+    /// ingress in the same pod), besides `server.trusted_proxies`.
+    pub trust_loopback: bool,
+    /// Stripped from a decision request's own path (Envoy `ext_authz`
+    /// `path_prefix`); `""` strips nothing. Starts with '/', never ends with one.
+    pub path_prefix: String,
+}
+
 /// Whether a route needs a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
@@ -485,8 +583,9 @@ impl fmt::Display for Upstream {
 pub struct RouteConfig {
     /// Path prefix matched against the normalized request path.
     pub prefix: String,
-    /// Where matching requests go.
-    pub upstream: Upstream,
+    /// Where matching requests go; `None` on a route used only for
+    /// forward-auth decisions (the main listener answers 404 `no_upstream`).
+    pub upstream: Option<Upstream>,
     /// Public or required.
     pub auth: Auth,
     /// All must be in the session's permissions.
@@ -649,6 +748,50 @@ mod tests {
         assert_eq!(c.routes[0].max_body_bytes, None);
         assert_eq!(c.routes[0].auth, Auth::Required);
         assert_eq!(c.admin.listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
+    }
+
+    #[test]
+    fn jwt_is_off_by_default_and_its_header_follows_the_prefix() {
+        let c = Config::from_toml_str(MINIMAL).unwrap();
+        assert!(c.jwt.is_none());
+        let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls/ec-p256.sec1.key");
+        let with = |extra: &str| {
+            Config::from_toml_str(&format!(
+                "{extra}\n[jwt]\nkey_file = {key:?}\naudience = \"billing\"\n{MINIMAL}"
+            ))
+        };
+        let j = with("").unwrap().jwt.unwrap();
+        assert_eq!(j.header, "x-iid-jwt");
+        assert_eq!(j.issuer, DEFAULT_JWT_ISSUER);
+        assert_eq!(j.ttl, DEFAULT_JWT_TTL);
+        assert!(!j.public_jwks);
+        let j = with("[headers]\nprefix = \"X-Portal-\"")
+            .unwrap()
+            .jwt
+            .unwrap();
+        assert_eq!(j.header, "x-portal-jwt");
+    }
+
+    #[test]
+    fn jwt_errors_name_their_keys() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+        let err = |jwt: &str| {
+            Config::from_toml_str(&format!("[jwt]\n{jwt}\n{MINIMAL}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let ec = data.join("ec-p256.pkcs8.key");
+        let e = err(&format!("key_file = {ec:?}"));
+        assert!(e.contains("jwt.audience"), "{e}");
+        let rsa = data.join("rsa2048.pkcs8.key");
+        let e = err(&format!("key_file = {rsa:?}\naudience = \"a\""));
+        assert!(e.contains("jwt.key_file") && e.contains("rsa2048"), "{e}");
+        let e = err("key_file = \"/nonexistent/jwt.key\"\naudience = \"a\"");
+        assert!(e.contains("jwt.key_file"), "{e}");
+        let e = err(&format!(
+            "key_file = {ec:?}\naudience = \"a\"\nheader = \"bad header\"\nttl = \"10s\""
+        ));
+        assert!(e.contains("jwt.header") && e.contains("jwt.ttl"), "{e}");
     }
 
     #[test]

@@ -9,15 +9,16 @@ use serde::{Deserialize, Deserializer};
 
 use super::{
     RefreshAhead, DEFAULT_ADMIN_LISTEN, DEFAULT_BREAKER_COOL_DOWN, DEFAULT_BREAKER_FAILURES,
-    DEFAULT_BREAKER_MAX_COOL_DOWN, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_HEADER_PREFIX,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2, DEFAULT_IDLE_TIMEOUT, DEFAULT_IDP_BASE_URL,
-    DEFAULT_IDP_MAX_CONCURRENT, DEFAULT_IDP_PROVIDER, DEFAULT_IDP_TIMEOUT, DEFAULT_ID_COOKIE,
-    DEFAULT_LISTEN, DEFAULT_LOGOUT_PATH, DEFAULT_LOG_ACCESS, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TTL, DEFAULT_NEGATIVE_TTL,
-    DEFAULT_REFRESH_AHEAD, DEFAULT_ROUTE_AUTH, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TLS_RELOAD_INTERVAL,
-    DEFAULT_TOKEN_COOKIE, DEFAULT_UPSTREAM_CONNECT_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT,
-    DEFAULT_WORKERS,
+    DEFAULT_BREAKER_MAX_COOL_DOWN, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_FORWARD_AUTH_TRUST_LOOPBACK,
+    DEFAULT_HEADER_PREFIX, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_IDP_BASE_URL, DEFAULT_IDP_MAX_CONCURRENT, DEFAULT_IDP_PROVIDER, DEFAULT_IDP_TIMEOUT,
+    DEFAULT_ID_COOKIE, DEFAULT_LISTEN, DEFAULT_LOGOUT_PATH, DEFAULT_LOG_ACCESS, DEFAULT_LOG_FORMAT,
+    DEFAULT_LOG_LEVEL, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_TTL,
+    DEFAULT_NEGATIVE_TTL, DEFAULT_REFRESH_AHEAD, DEFAULT_ROUTE_AUTH, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_TLS_RELOAD_INTERVAL, DEFAULT_TOKEN_COOKIE, DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+    DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WORKERS,
 };
+use super::{DEFAULT_JWT_ISSUER, DEFAULT_JWT_RELOAD_INTERVAL, DEFAULT_JWT_TTL};
 
 /// A duration default as the text an operator would write (`"5m"`), so the
 /// default goes through the same parser as a configured value.
@@ -62,7 +63,42 @@ pub(super) struct RawConfig {
     pub(super) headers: RawHeaders,
     pub(super) log: RawLog,
     pub(super) admin: RawAdmin,
+    pub(super) forward_auth: RawForwardAuth,
     pub(super) routes: Vec<RawRoute>,
+    pub(super) jwt: RawJwt,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawJwt {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) key_file: String,
+    /// `None` follows `headers.prefix`.
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) header: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) issuer: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) audience: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) ttl: String,
+    pub(super) public_jwks: bool,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) reload_interval: String,
+}
+
+impl Default for RawJwt {
+    fn default() -> Self {
+        Self {
+            key_file: String::new(),
+            header: None,
+            issuer: DEFAULT_JWT_ISSUER.into(),
+            audience: String::new(),
+            ttl: duration_text(DEFAULT_JWT_TTL),
+            public_jwks: false,
+            reload_interval: duration_text(DEFAULT_JWT_RELOAD_INTERVAL),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +200,17 @@ pub(super) struct RawIdp {
     pub(super) api_key: Option<String>,
     #[serde(deserialize_with = "lenient_option")]
     pub(super) client_id: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) access_token: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) userinfo_url: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) subject_pointer: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) roles_pointer: Option<String>,
+    #[serde(deserialize_with = "lenient_option")]
+    pub(super) permissions_pointer: Option<String>,
+    // Shared by every provider.
     pub(super) max_concurrent: usize,
     pub(super) breaker: RawBreaker,
 }
@@ -190,10 +237,15 @@ impl Default for RawBreaker {
 
 impl RawIdp {
     /// Every provider-specific key, and whether the file (or environment) set it.
-    pub(super) fn provider_keys(&self) -> [(&'static str, bool); 2] {
+    pub(super) fn provider_keys(&self) -> [(&'static str, bool); 7] {
         [
             ("api_key", self.api_key.is_some()),
             ("client_id", self.client_id.is_some()),
+            ("access_token", self.access_token.is_some()),
+            ("userinfo_url", self.userinfo_url.is_some()),
+            ("subject_pointer", self.subject_pointer.is_some()),
+            ("roles_pointer", self.roles_pointer.is_some()),
+            ("permissions_pointer", self.permissions_pointer.is_some()),
         ]
     }
 }
@@ -212,6 +264,11 @@ impl Default for RawIdp {
             client_id: None,
             max_concurrent: DEFAULT_IDP_MAX_CONCURRENT,
             breaker: RawBreaker::default(),
+            access_token: None,
+            userinfo_url: None,
+            subject_pointer: None,
+            roles_pointer: None,
+            permissions_pointer: None,
         }
     }
 }
@@ -314,10 +371,32 @@ impl Default for RawAdmin {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawForwardAuth {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) listen: String,
+    pub(super) trust_loopback: bool,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) path_prefix: String,
+}
+
+impl Default for RawForwardAuth {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            trust_loopback: DEFAULT_FORWARD_AUTH_TRUST_LOOPBACK,
+            path_prefix: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
     pub(super) prefix: String,
-    pub(super) upstream: String,
+    /// Absent on a route used only by the forward-auth listener.
+    #[serde(default, deserialize_with = "lenient_option")]
+    pub(super) upstream: Option<String>,
     #[serde(default = "default_auth")]
     pub(super) auth: String,
     #[serde(default)]

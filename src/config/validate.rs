@@ -14,15 +14,18 @@ use http::Uri;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAdmin, RawCache, RawConfig, RawHeaders, RawIdp, RawLog, RawRoute, RawServer, RawSession,
-    RawTls, RawUpstream,
+    RawAdmin, RawCache, RawConfig, RawForwardAuth, RawHeaders, RawIdp, RawJwt, RawLog, RawRoute,
+    RawServer, RawSession, RawTls, RawUpstream,
 };
+use super::SsoIdentityConfig;
 use super::{
-    AdminConfig, Auth, BreakerConfig, CaBundle, CacheConfig, Config, ConfigError, EnosConfig,
-    HeadersConfig, IdpConfig, IidConfig, LogConfig, LogFormat, ProviderConfig, RefreshAhead,
-    RouteConfig, Secret, ServerConfig, SessionConfig, StaticHeaders, TlsConfig, Upstream,
-    UpstreamClientConfig, UpstreamConfig, DEFAULT_IID_CLIENT_ID, DEFAULT_STALE_IF_ERROR,
+    AdminConfig, Auth, BreakerConfig, CaBundle, CacheConfig, CiamConfig, Config, ConfigError,
+    EnosConfig, ForwardAuthConfig, HeadersConfig, IdpConfig, IidConfig, LogConfig, LogFormat,
+    ProviderConfig, RefreshAhead, RouteConfig, Secret, ServerConfig, SessionConfig, StaticHeaders,
+    TlsConfig, Upstream, UpstreamClientConfig, UpstreamConfig, DEFAULT_CIAM_SUBJECT_POINTER,
+    DEFAULT_IID_CLIENT_ID, DEFAULT_STALE_IF_ERROR,
 };
+use super::{JwtConfig, DEFAULT_JWT_HEADER_SUFFIX, MIN_JWT_TTL};
 use crate::server::pem;
 
 /// Collects validation errors, each prefixed with its key path.
@@ -63,10 +66,13 @@ impl RawConfig {
         let cache = cache(self.cache, &mut p);
         let mut upstream = upstream(self.upstream, &mut p);
         let headers = headers(self.headers, &mut p);
+        let jwt = jwt(self.jwt, &headers, &mut p);
         let log = log(self.log, &mut p);
         let admin = admin(self.admin, server.listen, &mut p);
+        let forward_auth = forward_auth(self.forward_auth, server.listen, &admin, &mut p);
         let routes = routes(
             self.routes,
+            forward_auth.listen.is_some(),
             &session,
             &idp.provider,
             &mut upstream.clients,
@@ -84,7 +90,9 @@ impl RawConfig {
             headers,
             log,
             admin,
+            forward_auth,
             routes,
+            jwt,
         })
     }
 }
@@ -224,6 +232,24 @@ const PROVIDERS: &[Provider] = &[
         keys: &[],
         own_headers: &["authorization", "content-type", "accept"],
         build: |_, _| ProviderConfig::Enos(EnosConfig {}),
+    },
+    Provider {
+        name: SsoIdentityConfig::PROVIDER,
+        keys: &[],
+        own_headers: &["accept"],
+        build: |_, _| ProviderConfig::SsoIdentity(SsoIdentityConfig {}),
+    },
+    Provider {
+        name: CiamConfig::PROVIDER,
+        keys: &[
+            "access_token",
+            "userinfo_url",
+            "subject_pointer",
+            "roles_pointer",
+            "permissions_pointer",
+        ],
+        own_headers: &["authorization", "content-type", "accept"],
+        build: ciam,
     },
 ];
 
@@ -378,6 +404,73 @@ fn iid(raw: &RawIdp, p: &mut Problems) -> ProviderConfig {
     })
 }
 
+fn ciam(raw: &RawIdp, p: &mut Problems) -> ProviderConfig {
+    let access_token = raw.access_token.clone().unwrap_or_default();
+    // The error never quotes the value: it is a secret.
+    if access_token.is_empty() && !raw.emulate {
+        p.push(
+            "idp.access_token",
+            "is required (the gateway's bearer token for the tenant API)",
+        );
+    } else if http::HeaderValue::from_str(&format!("Bearer {access_token}")).is_err() {
+        p.push(
+            "idp.access_token",
+            "contains characters not allowed in a header",
+        );
+    }
+    let userinfo_url = raw
+        .userinfo_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    if let Some(url) = userinfo_url {
+        let ok = url
+            .parse::<Uri>()
+            .map(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+            .unwrap_or(false);
+        if !ok || url.contains('#') {
+            p.push(
+                "idp.userinfo_url",
+                format_args!("{url:?} is not an absolute http(s) URL"),
+            );
+        }
+    }
+    let mut pointer = |key: &str, value: &Option<String>| -> Option<String> {
+        let value = value.as_deref()?;
+        if !is_json_pointer(value) {
+            p.push(
+                &format!("idp.{key}"),
+                format_args!(
+                    "{value:?} is not a JSON Pointer (e.g. \"/sub\", \"/realm_access/roles\")"
+                ),
+            );
+        } else if userinfo_url.is_none() && !raw.emulate {
+            // Without userinfo there is no answer to point into.
+            p.push(&format!("idp.{key}"), "needs idp.userinfo_url");
+        }
+        Some(value.to_owned())
+    };
+    let subject_pointer = pointer("subject_pointer", &raw.subject_pointer)
+        .unwrap_or_else(|| DEFAULT_CIAM_SUBJECT_POINTER.into());
+    let roles_pointer = pointer("roles_pointer", &raw.roles_pointer);
+    let permissions_pointer = pointer("permissions_pointer", &raw.permissions_pointer);
+    ProviderConfig::Ciam(CiamConfig {
+        access_token: Secret::new(access_token),
+        userinfo_url: userinfo_url.map(str::to_owned),
+        subject_pointer,
+        roles_pointer,
+        permissions_pointer,
+    })
+}
+
+/// RFC 6901, non-empty: `/` then tokens where `~` is only `~0` or `~1`.
+fn is_json_pointer(s: &str) -> bool {
+    s.starts_with('/')
+        && s.split('~')
+            .skip(1)
+            .all(|rest| rest.starts_with('0') || rest.starts_with('1'))
+}
+
 fn cache(raw: RawCache, p: &mut Problems) -> CacheConfig {
     if raw.max_entries == 0 {
         p.push("cache.max_entries", "must be greater than zero");
@@ -455,6 +548,57 @@ fn headers(raw: RawHeaders, p: &mut Problems) -> HeadersConfig {
     }
 }
 
+/// Off without a key file; with one, the key must load now (a P-256 key)
+/// and the audience must name the app, so no token is valid for every app.
+fn jwt(raw: RawJwt, headers: &HeadersConfig, p: &mut Problems) -> Option<JwtConfig> {
+    if raw.key_file.is_empty() {
+        return None;
+    }
+    let key_file = PathBuf::from(raw.key_file);
+    if let Err(e) = pem::read_p256_key(&key_file) {
+        p.push(&format!("jwt.{}", e.file.key()), &e.message);
+    }
+    if raw.audience.trim().is_empty() {
+        p.push(
+            "jwt.audience",
+            "must name the app behind this gateway when jwt.key_file is set",
+        );
+    }
+    if raw.issuer.trim().is_empty() {
+        p.push("jwt.issuer", "must not be empty");
+    }
+    let ttl = p.positive_duration("jwt.ttl", &raw.ttl);
+    if !ttl.is_zero() && ttl < MIN_JWT_TTL {
+        p.push(
+            "jwt.ttl",
+            format_args!(
+                "must be at least {} (tokens are re-signed in their last 30s)",
+                humantime::format_duration(MIN_JWT_TTL)
+            ),
+        );
+    }
+    let name = raw
+        .header
+        .unwrap_or_else(|| format!("{}{DEFAULT_JWT_HEADER_SUFFIX}", headers.prefix));
+    let header =
+        http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap_or_else(|_| {
+            p.push(
+                "jwt.header",
+                format_args!("{name:?} is not a valid header name"),
+            );
+            http::HeaderName::from_static("x-iid-jwt")
+        });
+    Some(JwtConfig {
+        key_file,
+        header,
+        issuer: raw.issuer,
+        audience: raw.audience,
+        ttl,
+        public_jwks: raw.public_jwks,
+        reload_interval: p.positive_duration("jwt.reload_interval", &raw.reload_interval),
+    })
+}
+
 fn log(raw: RawLog, p: &mut Problems) -> LogConfig {
     LogConfig {
         format: match raw.format.as_str() {
@@ -498,9 +642,62 @@ fn admin(raw: RawAdmin, public: SocketAddr, p: &mut Problems) -> AdminConfig {
     AdminConfig { listen }
 }
 
+/// The decision listener shares no port with the public or admin listener
+/// (port 0, "any free port", is never a clash); `path_prefix` is a
+/// normalized path without a trailing '/', so stripping it leaves a path.
+fn forward_auth(
+    raw: RawForwardAuth,
+    public: SocketAddr,
+    admin: &AdminConfig,
+    p: &mut Problems,
+) -> ForwardAuthConfig {
+    let listen = match raw.listen.trim() {
+        "" => None,
+        text => match text.parse::<SocketAddr>() {
+            Ok(a) if a.port() != 0 && (a == public || Some(a) == admin.listen) => {
+                p.push(
+                    "forward_auth.listen",
+                    "must differ from server.listen and admin.listen: decisions get a listener of their own",
+                );
+                None
+            }
+            Ok(a) => Some(a),
+            Err(e) => {
+                p.push(
+                    "forward_auth.listen",
+                    format_args!("{e} (want host:port, or \"\" to disable)"),
+                );
+                None
+            }
+        },
+    };
+    let prefix = raw.path_prefix;
+    if !prefix.is_empty() {
+        let normalized = crate::path::normalize_path(&prefix)
+            .map(|n| n == prefix.as_str())
+            .unwrap_or(false);
+        if !prefix.starts_with('/') || prefix.ends_with('/') || !normalized {
+            p.push(
+                "forward_auth.path_prefix",
+                format_args!(
+                    "{prefix:?} must be \"\" or a normalized path starting with '/' and not ending with one (e.g. \"/ext_authz\")"
+                ),
+            );
+        }
+    }
+    ForwardAuthConfig {
+        listen,
+        trust_loopback: raw.trust_loopback,
+        path_prefix: prefix,
+    }
+}
+
 /// Routes in file order; each gets the index of its upstream client in `clients`.
+/// A route may omit `upstream` only when `decisions_only_allowed` (the
+/// forward-auth listener is on): it then answers decisions alone.
 fn routes(
     raw: Vec<RawRoute>,
+    decisions_only_allowed: bool,
     session: &SessionConfig,
     provider: &ProviderConfig,
     clients: &mut Vec<UpstreamClientConfig>,
@@ -542,13 +739,23 @@ fn routes(
                 "equals session.logout_path, which the gateway answers itself",
             );
         }
-        let upstream = parse_upstream(&r.upstream).unwrap_or_else(|msg| {
-            p.push(&format!("{key}.upstream"), msg);
-            Upstream {
-                scheme: Scheme::HTTP,
-                authority: Authority::from_static("invalid"),
+        let upstream = match r.upstream.as_deref().map(str::trim) {
+            None | Some("") if decisions_only_allowed => None,
+            None | Some("") => {
+                p.push(
+                    &format!("{key}.upstream"),
+                    "required (only with [forward_auth] listen set may a route omit it, to serve decisions alone)",
+                );
+                None
             }
-        });
+            Some(text) => Some(parse_upstream(text).unwrap_or_else(|msg| {
+                p.push(&format!("{key}.upstream"), msg);
+                Upstream {
+                    scheme: Scheme::HTTP,
+                    authority: Authority::from_static("invalid"),
+                }
+            })),
+        };
         let auth = match r.auth.as_str() {
             "public" => Auth::Public,
             "required" => Auth::Required,
@@ -603,7 +810,7 @@ fn routes(
         }
         let ca_file = r.ca_file.filter(|f| !f.is_empty()).map(PathBuf::from);
         let client = upstream_client(clients, p, &key, &ca_file, r.http2);
-        if ca_file.is_some() && upstream.scheme != Scheme::HTTPS {
+        if ca_file.is_some() && upstream.as_ref().map(|u| &u.scheme) != Some(&Scheme::HTTPS) {
             p.push(
                 &format!("{key}.ca_file"),
                 "applies to https:// upstreams only",
@@ -711,7 +918,9 @@ mod tests {
     fn unknown_provider_lists_the_known_ones() {
         let err = error_of(&format!("[idp]\nprovider = \"okta\"\n{ROUTE}"));
         assert!(
-            err.contains(r#"idp.provider: unknown provider "okta" (supported: "iid", "enos")"#),
+            err.contains(
+                r#"idp.provider: unknown provider "okta" (supported: "iid", "enos", "sso_identity", "ciam")"#
+            ),
             "{err}"
         );
     }
@@ -774,6 +983,92 @@ mod tests {
     }
 
     #[test]
+    fn sso_identity_has_no_own_keys_and_refuses_others_keys() {
+        let c =
+            Config::from_toml_str(&format!("[idp]\nprovider = \"sso_identity\"\n{ROUTE}")).unwrap();
+        assert_eq!(
+            c.idp.provider,
+            ProviderConfig::SsoIdentity(SsoIdentityConfig {})
+        );
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"sso_identity\"\napi_key = \"k\"\nclient_id = \"c\"\n{ROUTE}"
+        ));
+        for key in ["api_key", "client_id"] {
+            assert!(
+                err.contains(&format!(
+                    r#"idp.{key}: not a key of provider "sso_identity""#
+                )),
+                "{err}"
+            );
+        }
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"sso_identity\"\nheaders = {{ \"Accept\" = \"text/html\" }}\n{ROUTE}"
+        ));
+        assert!(
+            err.contains("idp.headers.Accept: is set by the gateway"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ciam_reads_its_keys_checks_pointers_and_keeps_the_token_secret() {
+        let c = Config::from_toml_str(&format!(
+            "[idp]\nprovider = \"ciam\"\naccess_token = \"tok-s3cret\"\n{ROUTE}"
+        ))
+        .unwrap();
+        let ProviderConfig::Ciam(ciam) = &c.idp.provider else {
+            panic!("not ciam")
+        };
+        assert_eq!(ciam.access_token.expose(), "tok-s3cret");
+        assert_eq!(ciam.subject_pointer, "/sub");
+        assert_eq!(ciam.userinfo_url, None);
+        assert!(!c.idp.provider.reports_roles() && !c.idp.provider.reports_permissions());
+        assert!(!format!("{c:?}").contains("tok-s3cret"));
+
+        let c = Config::from_toml_str(&format!(
+            "[idp]\nprovider = \"ciam\"\naccess_token = \"t\"\n\
+             userinfo_url = \"https://ciam.example.com/api/v2/userinfo\"\n\
+             subject_pointer = \"/data/id\"\nroles_pointer = \"/realm~1roles\"\n{ROUTE}"
+        ))
+        .unwrap();
+        assert!(c.idp.provider.reports_roles() && !c.idp.provider.reports_permissions());
+
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"ciam\"\nsubject_pointer = \"sub\"\n\
+             roles_pointer = \"/a~2\"\npermissions_pointer = \"/p\"\n\
+             userinfo_url = \"ftp://x\"\napi_key = \"k\"\n{ROUTE}"
+        ));
+        for want in [
+            "idp.access_token: is required",
+            "idp.subject_pointer: \"sub\" is not a JSON Pointer",
+            "idp.roles_pointer: \"/a~2\" is not a JSON Pointer",
+            "idp.userinfo_url: \"ftp://x\" is not an absolute http(s) URL",
+            r#"idp.api_key: not a key of provider "ciam""#,
+        ] {
+            assert!(err.contains(want), "{want}\n{err}");
+        }
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"ciam\"\naccess_token = \"t\"\nroles_pointer = \"/roles\"\n{ROUTE}"
+        ));
+        assert!(
+            err.contains("idp.roles_pointer: needs idp.userinfo_url"),
+            "{err}"
+        );
+        let err = error_of(&format!(
+            "[idp]\nprovider = \"ciam\"\naccess_token = \"bad\\ntoken\"\n{ROUTE}"
+        ));
+        assert!(
+            err.contains("idp.access_token: contains characters"),
+            "{err}"
+        );
+        assert!(!err.contains("bad"), "{err}");
+        assert!(Config::from_toml_str(&format!(
+            "[idp]\nprovider = \"ciam\"\nemulate = true\n{ROUTE}"
+        ))
+        .is_ok());
+    }
+
+    #[test]
     fn idp_headers_are_checked_and_never_echoed() {
         let c = Config::from_toml_str(&format!(
             "[idp]\nheaders = {{ \"X-Gateway-Key\" = \"s3cret-value\" }}\n{ROUTE}"
@@ -822,7 +1117,81 @@ mod tests {
             err.contains(r#"routes[2].permissions: provider "enos" reports no permissions"#),
             "{err}"
         );
+        let err = error_of(&format!("[idp]\nprovider = \"sso_identity\"\n{routes}"));
+        assert!(
+            err.contains(r#"routes[1].roles: provider "sso_identity" reports no roles"#),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                r#"routes[2].permissions: provider "sso_identity" reports no permissions"#
+            ),
+            "{err}"
+        );
         assert!(Config::from_toml_str(routes).is_ok(), "iid reports both");
+    }
+
+    #[test]
+    fn forward_auth_is_off_by_default_and_checked() {
+        let c = Config::from_toml_str(ROUTE).unwrap();
+        assert!(c.forward_auth.listen.is_none());
+        assert!(c.forward_auth.trust_loopback);
+        assert_eq!(c.forward_auth.path_prefix, "");
+        let c = Config::from_toml_str(&format!(
+            "[forward_auth]\nlisten = \"127.0.0.1:8081\"\ntrust_loopback = false\npath_prefix = \"/ext_authz\"\n{ROUTE}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.forward_auth.listen,
+            Some("127.0.0.1:8081".parse().unwrap())
+        );
+        assert!(!c.forward_auth.trust_loopback);
+        assert_eq!(c.forward_auth.path_prefix, "/ext_authz");
+        // Port 0 ("any free port", as tests bind) never clashes.
+        Config::from_toml_str(&format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[forward_auth]\nlisten = \"127.0.0.1:0\"\n{ROUTE}"
+        ))
+        .unwrap();
+        for (section, bad) in [
+            (
+                "[server]\nlisten = \"127.0.0.1:7000\"\n",
+                "listen = \"127.0.0.1:7000\"",
+            ),
+            (
+                "[admin]\nlisten = \"127.0.0.1:7001\"\n",
+                "listen = \"127.0.0.1:7001\"",
+            ),
+            ("", "listen = \"nope\""),
+        ] {
+            let err = error_of(&format!("{section}[forward_auth]\n{bad}\n{ROUTE}"));
+            assert!(err.contains("forward_auth.listen: "), "{bad}: {err}");
+        }
+        for bad in ["ext_authz", "/ext_authz/", "/a//b", "/a/../b", "/"] {
+            let err = error_of(&format!(
+                "[forward_auth]\nlisten = \"127.0.0.1:8081\"\npath_prefix = {bad:?}\n{ROUTE}"
+            ));
+            assert!(err.contains("forward_auth.path_prefix: "), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_route_may_omit_its_upstream_only_for_forward_auth() {
+        let route = "[[routes]]\nprefix = \"/\"\n";
+        let err = error_of(route);
+        assert!(
+            err.contains("routes[0].upstream: required (only with [forward_auth] listen set"),
+            "{err}"
+        );
+        let c = Config::from_toml_str(&format!(
+            "[forward_auth]\nlisten = \"127.0.0.1:8081\"\n{route}"
+        ))
+        .unwrap();
+        assert_eq!(c.routes[0].upstream, None);
+        // A route that names an upstream still gets it checked.
+        let err = error_of(&format!(
+            "[forward_auth]\nlisten = \"127.0.0.1:8081\"\n{route}upstream = \"ftp://x\"\n"
+        ));
+        assert!(err.contains("routes[0].upstream: "), "{err}");
     }
 
     #[test]

@@ -177,6 +177,12 @@ upstream = "http://{upstream}"
 /// The demo config for a provider whose emulator runs in-process. The admin
 /// route needs a role, so it exists only where the provider reports roles.
 fn emulated_config(gw: SocketAddr, upstream: SocketAddr, provider: &str) -> String {
+    // ciam reports roles only through userinfo pointers; the embedded
+    // emulator's userinfo has them at these.
+    let own_keys = match provider {
+        "ciam" => "roles_pointer = \"/roles\"\npermissions_pointer = \"/permissions\"\n",
+        _ => "",
+    };
     let admin = if provider_reports_roles(provider) {
         format!(
             "[[routes]]\nprefix = \"/admin/\"\nupstream = \"http://{upstream}\"\nroles = [\"IID-ESTABLISHMENT-ADMIN\"]\n"
@@ -191,7 +197,7 @@ listen = "{gw}"
 [idp]
 provider = "{provider}"
 emulate = true
-[[routes]]
+{own_keys}[[routes]]
 prefix = "/public/"
 upstream = "http://{upstream}"
 auth = "public"
@@ -204,7 +210,7 @@ upstream = "http://{upstream}"
 
 /// Whether the demo's emulator for `provider` reports role codes.
 fn provider_reports_roles(provider: &str) -> bool {
-    provider == "iid"
+    matches!(provider, "iid" | "ciam")
 }
 
 fn print_guide(

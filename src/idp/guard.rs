@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::{Backoff, BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict};
+use super::{Backoff, BoxFuture, ClientInfo, IdpError, LogoutOutcome, SessionProvider, Verdict};
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::config::{BreakerConfig, IdpConfig};
@@ -127,8 +127,12 @@ impl Drop for InFlight<'_> {
 }
 
 impl SessionProvider for Guarded {
-    fn fetch<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<Verdict, IdpError>> {
-        Box::pin(self.call(move || self.inner.fetch(key)))
+    fn fetch<'a>(
+        &'a self,
+        key: &'a Credential,
+        client: &'a ClientInfo,
+    ) -> BoxFuture<'a, Result<Verdict, IdpError>> {
+        Box::pin(self.call(move || self.inner.fetch(key, client)))
     }
 
     fn logout<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<LogoutOutcome, IdpError>> {

@@ -1,11 +1,12 @@
 //! Identity providers: the [`SessionProvider`] trait the gateway depends on,
 //! [`build`] to pick one from `[idp]`, and one folder per provider, each with
-//! the wire types it shares with its emulator: IID child sessions (`iid`)
-//! and EnOS IAM sessions (`enos`); the other session APIs in the seeds slot in
-//! beside them. `exchange` is the one HTTP round trip they all share, so
+//! the wire types it shares with its emulator: IID child sessions (`iid`),
+//! EnOS IAM sessions (`enos`), SSO identity sessions (`sso_identity`) and
+//! CIAM session tokens (`ciam`). `exchange` is the one HTTP round trip they all share, so
 //! transport failures and timeouts classify alike.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +22,11 @@ use crate::auth::identity::Identity;
 use crate::config::{IdpConfig, ProviderConfig};
 use crate::connector::Connector;
 
+pub mod ciam;
 pub mod enos;
 pub mod guard;
 pub mod iid;
+pub mod sso_identity;
 
 /// Why a provider client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,12 @@ pub enum BuildError {
     /// The EnOS IAM client.
     #[error(transparent)]
     Enos(#[from] enos::BuildError),
+    /// The SSO identity sessions client.
+    #[error(transparent)]
+    SsoIdentity(#[from] sso_identity::BuildError),
+    /// The CIAM client.
+    #[error(transparent)]
+    Ciam(#[from] ciam::BuildError),
 }
 
 /// The provider `[idp] provider` names, ready to be called.
@@ -41,6 +50,8 @@ pub fn build(cfg: &IdpConfig) -> Result<Arc<dyn SessionProvider>, BuildError> {
     Ok(match &cfg.provider {
         ProviderConfig::Iid(own) => Arc::new(iid::IidClient::new(cfg, own)?),
         ProviderConfig::Enos(_) => Arc::new(enos::EnosClient::new(cfg)?),
+        ProviderConfig::SsoIdentity(_) => Arc::new(sso_identity::SsoIdentityClient::new(cfg)?),
+        ProviderConfig::Ciam(own) => Arc::new(ciam::CiamClient::new(cfg, own)?),
     })
 }
 
@@ -167,10 +178,27 @@ pub enum LogoutOutcome {
     AlreadyGone,
 }
 
+/// What the gateway knows about the client behind a request, for providers
+/// whose API wants it (ciam sends the device's address and agent). Built
+/// only on a cache miss; the cache key stays the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client address: the peer, or from X-Forwarded-For when the peer
+    /// is a trusted proxy.
+    pub ip: IpAddr,
+    /// The request's `User-Agent`, when it sent a readable one.
+    pub user_agent: Option<Box<str>>,
+}
+
 /// A session API: validates and ends sessions.
 pub trait SessionProvider: Send + Sync + 'static {
-    /// Asks the IdP whether `key` is a live session and who it belongs to.
-    fn fetch<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<Verdict, IdpError>>;
+    /// Asks the IdP whether `key` is a live session and who it belongs to;
+    /// `client` describes the request that brought the credential.
+    fn fetch<'a>(
+        &'a self,
+        key: &'a Credential,
+        client: &'a ClientInfo,
+    ) -> BoxFuture<'a, Result<Verdict, IdpError>>;
     /// Ends the session at the IdP.
     fn logout<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<LogoutOutcome, IdpError>>;
     /// Which lists (roles, permissions) this provider reports, so headers and
@@ -267,7 +295,14 @@ mod tests {
     /// plan trusts `carries()`. They must agree for every provider.
     #[test]
     fn config_and_client_agree_on_what_each_provider_reports() {
-        for provider in ["iid", "enos"] {
+        for provider in [
+            "iid",
+            "enos",
+            "sso_identity",
+            "ciam\"\naccess_token = \"t",
+            "ciam\"\naccess_token = \"t\"\nuserinfo_url = \"http://127.0.0.1:1/u\"\nroles_pointer = \"/r",
+            "ciam\"\naccess_token = \"t\"\nuserinfo_url = \"http://127.0.0.1:1/u\"\npermissions_pointer = \"/p",
+        ] {
             let cfg = Config::from_toml_str(&format!(
                 "[idp]\nprovider = \"{provider}\"\n\
                  [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n"

@@ -18,7 +18,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 /// [`Forwarder::send`]: super::Forwarder::send
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Incoming,
+    /// `None`: no body (a request sent again after a keep-alive race).
+    inner: Option<Incoming>,
     /// Bytes still allowed; `None` on routes without `max_body_bytes`.
     remaining: Option<u64>,
     fate: Arc<BodyFate>,
@@ -68,11 +69,20 @@ impl RequestBody {
     pub(super) fn new(inner: Incoming, max_bytes: Option<u64>) -> (Self, Arc<BodyFate>) {
         let fate = Arc::new(BodyFate::default());
         let body = Self {
-            inner,
+            inner: Some(inner),
             remaining: max_bytes,
             fate: Arc::clone(&fate),
         };
         (body, fate)
+    }
+
+    /// No body at all, for sending a bodiless request a second time.
+    pub(super) fn empty() -> Self {
+        Self {
+            inner: None,
+            remaining: None,
+            fate: Arc::default(),
+        }
     }
 }
 
@@ -96,7 +106,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(Pin::new(inner).poll_frame(cx));
         match (&mut this.remaining, &frame) {
             (Some(remaining), Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -115,10 +128,12 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

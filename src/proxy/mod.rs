@@ -48,6 +48,9 @@ pub struct Forwarder {
 /// One pooled client and what it speaks.
 struct UpstreamClient {
     client: Client<Connector, RequestBody>,
+    /// The same without a pool: the one retry after a keep-alive race must
+    /// not land on another stale pooled connection.
+    fresh: Client<Connector, RequestBody>,
     http2: bool,
 }
 
@@ -81,9 +84,14 @@ impl Forwarder {
                 let client = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .http2_only(spec.http2)
+                    .build(connector.clone());
+                let fresh = Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .http2_only(spec.http2)
                     .build(connector);
                 Ok(UpstreamClient {
                     client,
+                    fresh,
                     http2: spec.http2,
                 })
             })
@@ -132,8 +140,35 @@ impl Forwarder {
             _ => None,
         };
         let (parts, body) = req.into_parts();
+        // An upstream may close an idle keep-alive connection just as a
+        // request goes out on it. A request without a body whose method is
+        // idempotent can go again, once, on a new connection; anything with a
+        // body (a POST above all) is never sent twice.
+        let again = (!up.http2
+            && upgrade.is_none()
+            && parts.method.is_idempotent()
+            && hyper::body::Body::is_end_stream(&body))
+        .then(|| {
+            let mut req = Request::new(RequestBody::empty());
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = parts.uri.clone();
+            *req.version_mut() = parts.version;
+            *req.headers_mut() = parts.headers.clone();
+            req
+        });
         let (body, fate) = RequestBody::new(body, max_body_bytes);
-        let sent = up.client.request(Request::from_parts(parts, body));
+        let sent = async {
+            match up.client.request(Request::from_parts(parts, body)).await {
+                Err(e) if is_keep_alive_race(&e) => match again {
+                    Some(req) => {
+                        tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
+                        up.fresh.request(req).await
+                    }
+                    None => Err(e),
+                },
+                answer => answer,
+            }
+        };
         let mut resp = tokio::time::timeout(self.timeout, sent)
             .await
             .map_err(|_| GatewayError::UpstreamTimeout)?
@@ -182,6 +217,29 @@ impl Forwarder {
         }
         Ok(resp)
     }
+}
+
+/// Whether the upstream ended a reused connection before any byte of an
+/// answer: the signature of a keep-alive connection closed under a request.
+fn is_keep_alive_race(e: &hyper_util::client::legacy::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_connect() {
+        return false;
+    }
+    let Some(h) = e.source().and_then(|s| s.downcast_ref::<hyper::Error>()) else {
+        return false;
+    };
+    if h.is_incomplete_message() || h.is_canceled() {
+        return true;
+    }
+    h.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        })
 }
 
 /// The `Trailer` header to send a client that accepts trailers: the

@@ -31,6 +31,7 @@ use tokio::time::{Instant, Sleep};
 
 mod idle;
 pub mod pem;
+pub mod reload;
 pub mod tls;
 
 use idle::{Activity, Tracked, Watched};

@@ -1,11 +1,13 @@
 //! PEM certificate, key and CA bundle files, a leaf: the config checks them
-//! at load time and the TLS listener and connectors load them, through the
-//! same functions, so both report a bad file the same way.
+//! at load time and the TLS listener, the connectors and the JWT signer load
+//! them, through the same functions, so both report a bad file the same way.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -97,6 +99,83 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadErr
     Ok(certs)
 }
 
+/// An ES256 (ECDSA P-256) signing key and the PKCS#8 bytes it was read as
+/// (the JWT signer derives its session-hash key from them).
+pub struct P256Key {
+    /// The key pair, signing fixed-size (JOSE) signatures.
+    pub pair: EcdsaKeyPair,
+    /// PKCS#8 form of the private key.
+    pub pkcs8: Vec<u8>,
+}
+
+impl fmt::Debug for P256Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("P256Key(<redacted>)")
+    }
+}
+
+/// Reads a PEM EC P-256 private key, PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC
+/// PRIVATE KEY`, with its public key, as OpenSSL writes it).
+pub fn read_p256_key(path: &Path) -> Result<P256Key, LoadError> {
+    parse_p256_key(&read(PemFile::Key, path)?, path)
+}
+
+/// [`read_p256_key`] on bytes already read.
+pub fn parse_p256_key(pem: &[u8], path: &Path) -> Result<P256Key, LoadError> {
+    let bad = |why: &dyn fmt::Display| LoadError::new(PemFile::Key, path, why);
+    let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            bad(&"no PRIVATE KEY or EC PRIVATE KEY block found")
+        }
+        other => bad(&other),
+    })?;
+    let pkcs8 = match der {
+        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+        PrivateKeyDer::Sec1(k) => sec1_to_pkcs8(k.secret_sec1_der()),
+        _ => return Err(bad(&"an RSA key; want an EC P-256 key")),
+    };
+    let pair = EcdsaKeyPair::from_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &pkcs8,
+        &SystemRandom::new(),
+    )
+    .map_err(|e| {
+        bad(&format_args!(
+            "not an EC P-256 private key with its public key ({e})"
+        ))
+    })?;
+    Ok(P256Key { pair, pkcs8 })
+}
+
+/// Wraps a SEC1 `ECPrivateKey` in a PKCS#8 `PrivateKeyInfo` for P-256 (RFC
+/// 5208 over RFC 5915), the one form ring reads; rustls' ring provider does
+/// the same. A key on another curve names it in its own parameters, which
+/// ring then finds do not match and refuses.
+fn sec1_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
+    // INTEGER 0, SEQUENCE { OID id-ecPublicKey, OID prime256v1 }
+    const VERSION_AND_ALGORITHM: &[u8] = &[
+        0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+        0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    ];
+    let mut octets = vec![0x04];
+    octets.extend(der_len(sec1.len()));
+    octets.extend_from_slice(sec1);
+    let mut out = vec![0x30];
+    out.extend(der_len(VERSION_AND_ALGORITHM.len() + octets.len()));
+    out.extend_from_slice(VERSION_AND_ALGORITHM);
+    out.extend(octets);
+    out
+}
+
+/// A DER length (keys are far below 64 KiB).
+fn der_len(n: usize) -> Vec<u8> {
+    match n {
+        0..=0x7f => vec![n as u8],
+        0x80..=0xff => vec![0x81, n as u8],
+        _ => vec![0x82, (n >> 8) as u8, n as u8],
+    }
+}
+
 fn read(file: PemFile, path: &Path) -> Result<Vec<u8>, LoadError> {
     std::fs::read(path).map_err(|e| LoadError::new(file, path, e))
 }
@@ -155,6 +234,26 @@ pub fn certified_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn p256_keys_load_from_pkcs8_and_sec1_and_other_keys_are_refused() {
+        use ring::signature::KeyPair;
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+        let pkcs8 = read_p256_key(&data.join("ec-p256.pkcs8.key")).unwrap();
+        let sec1 = read_p256_key(&data.join("ec-p256.sec1.key")).unwrap();
+        // The two files hold one key (see tests/data/tls/README.md).
+        assert_eq!(
+            pkcs8.pair.public_key().as_ref(),
+            sec1.pair.public_key().as_ref()
+        );
+        for rsa in ["rsa2048.pkcs8.key", "rsa2048.pkcs1.key"] {
+            let e = read_p256_key(&data.join(rsa)).unwrap_err();
+            assert_eq!(e.file, PemFile::Key);
+            assert!(e.message.contains(rsa), "{e}");
+        }
+        assert!(read_p256_key(&data.join("missing.key")).is_err());
+        assert!(parse_p256_key(b"garbage", Path::new("k.pem")).is_err());
+    }
 
     #[test]
     fn ca_file_errors_name_the_file() {

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::pem::{certified_key, parse_certs, parse_key, provider, LoadError, PemFile};
+pub use super::reload::Reloader;
+use super::reload::{self, fingerprint, Reload};
 
 /// Where the listener's certificate comes from; filled by the wiring from
 /// `server.tls`, so the server knows nothing of the config file.
@@ -100,21 +101,8 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
-/// What the reloader saw of both files last time: a hash of each file's
-/// contents, `None` when it could not be read (e.g. mid-swap of a Kubernetes
-/// secret volume). Contents, not (mtime, length): file times have the kernel
-/// tick's granularity, so a same-size rewrite within one tick (a new key of the
-/// same type) would keep both; the files are a few KB, so reading them every
-/// few seconds costs nothing.
+/// What the reloader saw of both files last time (see [`fingerprint`]).
 type Stamp = [Option<u64>; 2];
-
-fn fingerprint(bytes: &std::io::Result<Vec<u8>>) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let bytes = bytes.as_ref().ok()?;
-    let mut h = std::hash::DefaultHasher::new();
-    bytes.hash(&mut h);
-    Some(h.finish())
-}
 
 /// The listener's TLS side: the acceptor, the certificate it hands out, and
 /// the files that certificate is reloaded from.
@@ -248,60 +236,21 @@ impl TlsAcceptorHandle {
     /// Starts polling the files every `reload_interval` and listening for
     /// SIGHUP; both stop when the returned guard is dropped.
     pub fn spawn_reloader(self: &Arc<Self>) -> Reloader {
-        // Registered here, not in the task, so SIGHUP is handled (not fatal)
-        // from the moment this returns.
-        #[cfg(unix)]
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS files are still polled");
-                None
-            }
-        };
-        let handle = Arc::clone(self);
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(handle.reload_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await; // the first tick is immediate; the files were just read
-            loop {
-                #[cfg(unix)]
-                let hup = async {
-                    match hangup.as_mut() {
-                        Some(s) => s.recv().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                #[cfg(not(unix))]
-                let hup = std::future::pending::<Option<()>>();
-                tokio::select! {
-                    _ = tick.tick() => {
-                        handle.reload_if_changed();
-                    }
-                    got = hup => {
-                        if got.is_some() {
-                            handle.log(handle.reload(), "sighup");
-                        } else {
-                            #[cfg(unix)]
-                            {
-                                hangup = None;
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        Reloader(task)
+        reload::spawn(
+            Arc::clone(self) as Arc<dyn Reload>,
+            self.reload_interval,
+            "tls",
+        )
     }
 }
 
-/// Keeps the reloader running; dropping it stops the reloader.
-#[derive(Debug)]
-pub struct Reloader(JoinHandle<()>);
+impl Reload for TlsAcceptorHandle {
+    fn reload_if_changed(&self) -> bool {
+        TlsAcceptorHandle::reload_if_changed(self)
+    }
 
-impl Drop for Reloader {
-    fn drop(&mut self) {
-        self.0.abort();
+    fn reload_now(&self) {
+        self.log(self.reload(), "sighup");
     }
 }
 

@@ -22,8 +22,11 @@ use serde_json::Value;
 use sessiongate::app;
 use sessiongate::config::Config;
 use sessiongate::dev::echo;
+use sessiongate::dev::emulator::ciam::{self, CiamEmulator};
 use sessiongate::dev::emulator::enos::{self, EnosEmulator};
+use sessiongate::dev::emulator::sso_identity::{self, SsoIdentityEmulator};
 use sessiongate::dev::emulator::{self, AppOrigin, Emulator, EmulatorConfig, SignIn};
+use sessiongate::idp::ciam::wire as ciam_wire;
 use sessiongate::idp::enos::wire as enos_wire;
 use sessiongate::pipeline::Gateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,11 +34,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 pub mod browser;
+pub mod ingress;
 pub mod logs;
 pub mod system;
 
 /// API key the harness' emulator demands and the gateway sends.
 pub const API_KEY: &str = "test-api-key";
+/// Access token the CIAM emulator demands and the gateway sends.
+pub const CIAM_ACCESS_TOKEN: &str = "test-ciam-access-token";
 
 /// Routes used unless a test replaces them (`{up}` is the upstream address).
 pub const DEFAULT_ROUTES: &str = r#"
@@ -80,6 +86,16 @@ pub struct Builder {
     session_secs: u64,
     sign_in: bool,
     enos: bool,
+    forward_auth: bool,
+    sso_identity: bool,
+    ciam: Option<CiamMode>,
+}
+
+/// How [`Builder::ciam`] uses the CIAM emulator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CiamMode {
+    ValidateOnly,
+    Userinfo,
 }
 
 impl Default for Builder {
@@ -92,6 +108,9 @@ impl Default for Builder {
             session_secs: 600,
             sign_in: false,
             enos: false,
+            forward_auth: false,
+            sso_identity: false,
+            ciam: None,
         }
     }
 }
@@ -144,6 +163,33 @@ impl Builder {
         self
     }
 
+    /// Also serves forward-auth decisions on a listener of their own
+    /// ([`Harness::forward_auth`]); `[forward_auth]` lines from [`Builder::set`] apply.
+    pub fn forward_auth(mut self) -> Self {
+        self.forward_auth = true;
+        self
+    }
+
+    /// Uses `idp.provider = "sso_identity"` against the SSO identity emulator
+    /// (the IID emulator still runs, unused).
+    pub fn sso_identity(mut self) -> Self {
+        self.sso_identity = true;
+        self
+    }
+
+    /// Uses `idp.provider = "ciam"` against the CIAM emulator, validating
+    /// only (no `userinfo_url`).
+    pub fn ciam(mut self) -> Self {
+        self.ciam = Some(CiamMode::ValidateOnly);
+        self
+    }
+
+    /// [`Builder::ciam`] with `idp.userinfo_url` at the emulator's userinfo.
+    pub fn ciam_userinfo(mut self) -> Self {
+        self.ciam = Some(CiamMode::Userinfo);
+        self
+    }
+
     /// Starts emulator, upstream and gateway.
     pub async fn start(self) -> Harness {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -173,6 +219,37 @@ impl Builder {
         } else {
             None
         };
+        let sso = if self.sso_identity {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let sso = SsoIdentityEmulator::new(emulator::default_users(), self.session_secs);
+            let (tx, rx) = oneshot::channel::<()>();
+            stops.push(tx);
+            tokio::spawn(sso_identity::run(l, Arc::clone(&sso), async move {
+                let _ = rx.await;
+            }));
+            Some((addr, sso))
+        } else {
+            None
+        };
+
+        let ciam = if self.ciam.is_some() {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let ciam = CiamEmulator::new(
+                emulator::default_users(),
+                self.session_secs,
+                CIAM_ACCESS_TOKEN,
+            );
+            let (tx, rx) = oneshot::channel::<()>();
+            stops.push(tx);
+            tokio::spawn(ciam::run(l, Arc::clone(&ciam), async move {
+                let _ = rx.await;
+            }));
+            Some((addr, ciam))
+        } else {
+            None
+        };
 
         let up_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let echo_addr = up_listener.local_addr().unwrap();
@@ -181,10 +258,14 @@ impl Builder {
         }));
         let upstream = self.upstream.unwrap_or(echo_addr);
 
-        let base_url = self.idp_base_url.clone().unwrap_or_else(|| match &enos {
-            Some((addr, _)) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
-            None => format!("http://{idp}{}", emulator::BASE_PATH),
-        });
+        let base_url = self
+            .idp_base_url
+            .clone()
+            .unwrap_or_else(|| match (&enos, &sso, &ciam) {
+                (Some((addr, _)), _, _) => format!("http://{addr}{}", enos_wire::SERVICE_PATH),
+                (_, Some((addr, _)), _) | (_, _, Some((addr, _))) => format!("http://{addr}"),
+                _ => format!("http://{idp}{}", emulator::BASE_PATH),
+            });
         let mut toml = String::new();
         let mut sections = self.sections;
         if self.sign_in {
@@ -195,11 +276,29 @@ impl Builder {
         idp_lines.insert(0, format!("base_url = \"{base_url}\""));
         if self.enos {
             idp_lines.insert(0, "provider = \"enos\"".into());
+        } else if self.sso_identity {
+            idp_lines.insert(0, "provider = \"sso_identity\"".into());
+        } else if let Some((addr, _)) = &ciam {
+            if self.ciam == Some(CiamMode::Userinfo) {
+                idp_lines.insert(
+                    0,
+                    format!(
+                        "userinfo_url = \"http://{addr}{}\"",
+                        ciam_wire::PATH_USERINFO
+                    ),
+                );
+            }
+            idp_lines.insert(0, format!("access_token = \"{CIAM_ACCESS_TOKEN}\""));
+            idp_lines.insert(0, "provider = \"ciam\"".into());
         } else {
             idp_lines.insert(0, format!("api_key = \"{API_KEY}\""));
         }
         let server_lines = sections.entry("server".into()).or_default();
         server_lines.insert(0, "listen = \"127.0.0.1:0\"".into());
+        if self.forward_auth {
+            let lines = sections.entry("forward_auth".into()).or_default();
+            lines.insert(0, "listen = \"127.0.0.1:0\"".into());
+        }
         for (section, lines) in &sections {
             toml.push_str(&format!("[{section}]\n{}\n", lines.join("\n")));
         }
@@ -231,17 +330,36 @@ impl Builder {
         ));
 
         let gateway = app::build_gateway(&config).unwrap();
+        let forward_auth = if self.forward_auth {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let (tx, rx) = oneshot::channel::<()>();
+            stops.push(tx);
+            let (config, gateway) = (config.clone(), Arc::clone(&gateway));
+            tokio::spawn(async move {
+                app::serve_forward_auth(&config, gateway, l, async move {
+                    let _ = rx.await;
+                })
+                .await
+            });
+            Some(addr)
+        } else {
+            None
+        };
         let serving = Arc::clone(&gateway);
         let serving =
             tokio::spawn(async move { app::serve(&config, serving, listener, stop).await });
 
         Harness {
             addr: gateway_addr,
+            forward_auth,
             upstream,
             echo: echo_addr,
             idp,
             emulator,
             enos,
+            sso,
+            ciam,
             gateway,
             client: Client::builder(TokioExecutor::new()).build_http(),
             serving,
@@ -258,6 +376,8 @@ impl Builder {
 pub struct Harness {
     /// Gateway address.
     pub addr: SocketAddr,
+    /// With [`Builder::forward_auth`]: the decision listener's address.
+    pub forward_auth: Option<SocketAddr>,
     /// Where routes point.
     pub upstream: SocketAddr,
     /// The echo upstream (even when routes point elsewhere).
@@ -268,6 +388,10 @@ pub struct Harness {
     pub emulator: Arc<Emulator>,
     /// With [`Builder::enos`]: the EnOS emulator's address and state.
     pub enos: Option<(SocketAddr, Arc<EnosEmulator>)>,
+    /// With [`Builder::sso_identity`]: the SSO identity emulator's address and state.
+    pub sso: Option<(SocketAddr, Arc<SsoIdentityEmulator>)>,
+    /// With [`Builder::ciam`]: the CIAM emulator's address and state.
+    pub ciam: Option<(SocketAddr, Arc<CiamEmulator>)>,
     /// The gateway itself (cache introspection).
     pub gateway: Arc<Gateway>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -422,6 +546,37 @@ impl Harness {
             .token
     }
 
+    /// The SSO identity emulator (panics unless built with [`Builder::sso_identity`]).
+    pub fn sso(&self) -> &SsoIdentityEmulator {
+        &self
+            .sso
+            .as_ref()
+            .expect("built with Builder::sso_identity")
+            .1
+    }
+
+    /// Starts an SSO session for `profile` at the SSO identity emulator;
+    /// returns its identity token.
+    pub fn sso_token(&self, profile: &str, secs: Option<u64>) -> String {
+        self.sso()
+            .create_session(profile, secs)
+            .expect("user exists")
+            .token
+    }
+
+    /// The CIAM emulator (panics unless built with [`Builder::ciam`]).
+    pub fn ciam(&self) -> &CiamEmulator {
+        &self.ciam.as_ref().expect("built with Builder::ciam").1
+    }
+
+    /// Logs `profile` in at the CIAM emulator; returns the session token.
+    pub fn ciam_token(&self, profile: &str, secs: Option<u64>) -> String {
+        self.ciam()
+            .create_session(profile, secs)
+            .expect("user exists")
+            .token
+    }
+
     /// IdP fetch calls so far.
     pub fn idp_fetches(&self) -> u64 {
         self.emulator.stats().fetch
@@ -472,6 +627,20 @@ impl Harness {
             headers: parts.headers,
             body: body.collect().await.unwrap().to_bytes(),
         }
+    }
+
+    /// A decision request to the forward-auth listener (panics unless built
+    /// with [`Builder::forward_auth`]), from 127.0.0.1 as an ingress in the same pod.
+    pub async fn decide(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let addr = self.forward_auth.expect("built with Builder::forward_auth");
+        let url = format!("http://{addr}{path}");
+        self.request_url(Method::GET, &url, headers, Bytes::new())
+            .await
+    }
+
+    /// The gateway's metrics as `/metrics` would show them.
+    pub fn metrics(&self) -> String {
+        self.gateway.admin().metrics().encode().unwrap()
     }
 
     /// Sends raw bytes on a fresh connection and returns everything read

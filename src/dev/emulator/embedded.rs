@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use super::ciam::{self, CiamEmulator};
 use super::enos::{self, EnosEmulator};
+use super::sso_identity::{self, SsoIdentityEmulator};
 use super::{default_users, run, Emulator, EmulatorConfig, BASE_PATH};
 use crate::config::{Config, ProviderConfig, SessionConfig};
 
@@ -28,6 +30,10 @@ pub enum Emulated {
     Iid(Arc<Emulator>),
     /// The EnOS IAM emulator.
     Enos(Arc<EnosEmulator>),
+    /// The SSO identity sessions emulator.
+    SsoIdentity(Arc<SsoIdentityEmulator>),
+    /// The CIAM emulator.
+    Ciam(Arc<CiamEmulator>),
 }
 
 impl Emulated {
@@ -51,6 +57,14 @@ impl Emulated {
                 let created = enos.create_session(profile_id, None)?;
                 Some(format!("{}={}", session.id_cookie, created.token))
             }
+            Emulated::SsoIdentity(sso) => {
+                let created = sso.create_session(profile_id, None)?;
+                Some(format!("{}={}", session.id_cookie, created.token))
+            }
+            Emulated::Ciam(ciam) => {
+                let created = ciam.create_session(profile_id, None)?;
+                Some(format!("{}={}", session.id_cookie, created.token))
+            }
         }
     }
 }
@@ -63,8 +77,37 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
     }
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
-    let iid = match &cfg.idp.provider {
+    let iid = match &mut cfg.idp.provider {
         ProviderConfig::Iid(iid) => iid,
+        ProviderConfig::Ciam(own) => {
+            // It checks the access token the client will send, and serves
+            // userinfo so the session has a profile id.
+            let emulator = CiamEmulator::new(
+                default_users(),
+                EMBEDDED_SESSION_SECS,
+                own.access_token.expose(),
+            );
+            let state = Arc::clone(&emulator);
+            tokio::spawn(async move {
+                if let Err(e) = ciam::run(listener, state, std::future::pending()).await {
+                    tracing::error!(error = %e, "embedded CIAM emulator stopped");
+                }
+            });
+            cfg.idp.base_url = format!("http://{addr}");
+            own.userinfo_url = Some(format!(
+                "http://{addr}{}",
+                crate::idp::ciam::wire::PATH_USERINFO
+            ));
+            tracing::warn!(
+                emulator = %addr,
+                "idp.emulate = true: sessions are checked by the built-in CIAM emulator, not a real IdP; never use this in production. \
+                 Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": \"518\"}}'"
+            );
+            return Ok(Some(EmbeddedIdp {
+                addr,
+                emulator: Emulated::Ciam(emulator),
+            }));
+        }
         ProviderConfig::Enos(_) => {
             let enos = EnosEmulator::new(default_users(), EMBEDDED_SESSION_SECS);
             let state = Arc::clone(&enos);
@@ -82,6 +125,25 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
             return Ok(Some(EmbeddedIdp {
                 addr,
                 emulator: Emulated::Enos(enos),
+            }));
+        }
+        ProviderConfig::SsoIdentity(_) => {
+            let sso = SsoIdentityEmulator::new(default_users(), EMBEDDED_SESSION_SECS);
+            let state = Arc::clone(&sso);
+            tokio::spawn(async move {
+                if let Err(e) = sso_identity::run(listener, state, std::future::pending()).await {
+                    tracing::error!(error = %e, "embedded SSO identity emulator stopped");
+                }
+            });
+            cfg.idp.base_url = format!("http://{addr}");
+            tracing::warn!(
+                emulator = %addr,
+                "idp.emulate = true: sessions are checked by the built-in SSO identity emulator, not a real IdP; never use this in production. \
+                 Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": \"518\"}}'"
+            );
+            return Ok(Some(EmbeddedIdp {
+                addr,
+                emulator: Emulated::SsoIdentity(sso),
             }));
         }
     };
@@ -115,7 +177,39 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
 mod tests {
     use super::*;
     use crate::auth::credential::Credential;
-    use crate::idp::{build, Verdict};
+    use crate::idp::{build, ClientInfo, Verdict};
+
+    #[tokio::test]
+    async fn emulate_with_ciam_serves_the_exchange_and_userinfo() {
+        let mut cfg = Config::from_toml_str(
+            "[idp]\nprovider = \"ciam\"\nemulate = true\naccess_token = \"at\"\n\
+             roles_pointer = \"/roles\"\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n",
+        )
+        .unwrap();
+        let embedded = start(&mut cfg).await.unwrap().unwrap();
+        let Emulated::Ciam(ciam) = &embedded.emulator else {
+            panic!("not the CIAM emulator")
+        };
+        let token = ciam.create_session("518", None).unwrap().token;
+        let client = build(&cfg.idp).unwrap();
+        let local = ClientInfo {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            user_agent: None,
+        };
+        let verdict = client
+            .fetch(&Credential::new(&token, ""), &local)
+            .await
+            .unwrap();
+        let Verdict::Valid { identity, .. } = verdict else {
+            panic!("not valid: {verdict:?}")
+        };
+        assert_eq!(identity.subject, "518");
+        assert_eq!(identity.roles, ["IID-INVESTOR"]);
+        let stats = ciam.stats();
+        assert_eq!((stats.exchange, stats.userinfo), (1, 1));
+        assert_eq!(stats.rejected_access_token, 0);
+    }
 
     #[tokio::test]
     async fn emulate_with_enos_starts_the_enos_emulator_and_points_the_client_at_it() {
@@ -134,11 +228,51 @@ mod tests {
         );
         let token = enos.create_session("518", None).unwrap().token;
         let client = build(&cfg.idp).unwrap();
-        let verdict = client.fetch(&Credential::new(&token, "")).await.unwrap();
+        let local = ClientInfo {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            user_agent: None,
+        };
+        let verdict = client
+            .fetch(&Credential::new(&token, ""), &local)
+            .await
+            .unwrap();
         let Verdict::Valid { identity, .. } = verdict else {
             panic!("not valid: {verdict:?}")
         };
         assert_eq!(identity.subject, "u518");
         assert_eq!(enos.stats().fetch, 1);
+    }
+
+    #[tokio::test]
+    async fn emulate_with_sso_identity_starts_its_emulator_and_points_the_client_at_it() {
+        let mut cfg = Config::from_toml_str(
+            "[idp]\nprovider = \"sso_identity\"\nemulate = true\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"http://127.0.0.1:3000\"\n",
+        )
+        .unwrap();
+        let embedded = start(&mut cfg).await.unwrap().unwrap();
+        let Emulated::SsoIdentity(sso) = &embedded.emulator else {
+            panic!("not the SSO identity emulator")
+        };
+        assert_eq!(cfg.idp.base_url, format!("http://{}", embedded.addr));
+        let cookie = embedded
+            .emulator
+            .sign_in_cookie(&cfg.session, "518")
+            .unwrap();
+        let token = cookie.strip_prefix("iid_session_id=").unwrap();
+        let client = build(&cfg.idp).unwrap();
+        let local = ClientInfo {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            user_agent: None,
+        };
+        let verdict = client
+            .fetch(&Credential::new(token, ""), &local)
+            .await
+            .unwrap();
+        let Verdict::Valid { identity, .. } = verdict else {
+            panic!("not valid: {verdict:?}")
+        };
+        assert_eq!(identity.subject, "u518");
+        assert_eq!(sso.stats().fetch, 1);
     }
 }

@@ -32,12 +32,16 @@
 //! `users.rs` the users file; `state.rs` sessions, counters, fault;
 //! `handlers.rs` routing and answers; `sign_in.rs` the sign-in page; `enos.rs`
 //! the EnOS IAM emulator (same users, same [`Fault`] and body helpers);
+//! `sso_identity.rs` the SSO identity sessions emulator (likewise);
+//! `ciam.rs` the CIAM ticket exchange and userinfo (likewise);
 //! `embedded.rs` `idp.emulate`.
 
+pub mod ciam;
 pub mod embedded;
 pub mod enos;
 mod handlers;
 mod sign_in;
+pub mod sso_identity;
 mod state;
 mod users;
 

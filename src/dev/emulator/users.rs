@@ -174,10 +174,7 @@ mod tests {
         assert_eq!(default_users().len(), 4);
 
         let seed = &users[0];
-        assert_eq!(
-            seed.profile.name_ar.as_deref(),
-            Some("خديجه عبدالله يوسف ال على")
-        );
+        assert_eq!(seed.profile.name_ar.as_deref(), Some("ليلى حسن التجربة"));
         assert_eq!(seed.user_permissions.len(), 36);
         assert_eq!(seed.user_roles[0].code.as_deref(), Some("IID-INVESTOR"));
 

@@ -23,7 +23,8 @@ pub mod wire;
 
 use self::wire::{Organization, SessionInfoResponse};
 use super::{
-    describe_json, json_object, BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict,
+    describe_json, json_object, BoxFuture, ClientInfo, IdpError, LogoutOutcome, SessionProvider,
+    Verdict,
 };
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
@@ -102,7 +103,11 @@ impl EnosClient {
 }
 
 impl SessionProvider for EnosClient {
-    fn fetch<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<Verdict, IdpError>> {
+    fn fetch<'a>(
+        &'a self,
+        key: &'a Credential,
+        _client: &'a ClientInfo,
+    ) -> BoxFuture<'a, Result<Verdict, IdpError>> {
         Box::pin(async move {
             let (status, body) = self.call(key).await?;
             classify(status, &body, SystemTime::now())

@@ -21,7 +21,8 @@ pub mod wire;
 
 use self::wire::{ChildSession, CommonResponse, SessionRequest};
 use super::{
-    describe_json, json_object, BoxFuture, IdpError, LogoutOutcome, SessionProvider, Verdict,
+    describe_json, json_object, BoxFuture, ClientInfo, IdpError, LogoutOutcome, SessionProvider,
+    Verdict,
 };
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
@@ -112,7 +113,11 @@ impl IidClient {
 }
 
 impl SessionProvider for IidClient {
-    fn fetch<'a>(&'a self, key: &'a Credential) -> BoxFuture<'a, Result<Verdict, IdpError>> {
+    fn fetch<'a>(
+        &'a self,
+        key: &'a Credential,
+        _client: &'a ClientInfo,
+    ) -> BoxFuture<'a, Result<Verdict, IdpError>> {
         Box::pin(async move {
             let (status, body) = self.call(&self.fetch_uri, key).await?;
             classify_fetch(status, &body, key)
@@ -378,14 +383,11 @@ mod tests {
         assert_eq!(identity.permissions.len(), 36);
         assert_eq!(identity.roles[0], "IID-INVESTOR");
         assert_eq!(identity.locale.as_deref(), Some("en"));
-        assert_eq!(
-            identity.context["profile"]["nameAr"],
-            "خديجه عبدالله يوسف ال على"
-        );
+        assert_eq!(identity.context["profile"]["nameAr"], "ليلى حسن التجربة");
         assert_eq!(identity.context["roles"][0]["code"], "IID-INVESTOR");
         assert_eq!(
             identity.pii.as_ref().unwrap()["eid"],
-            "784197910942578",
+            "784000000000518",
             "personal data stays out of the context"
         );
         assert!(identity.context.get("eid").is_none());

@@ -240,7 +240,7 @@ mod tests {
         );
         let p = &d.self_profile.as_ref().unwrap()[0];
         assert_eq!(p.profile_id, Some(Value::from(518)));
-        assert_eq!(p.name_ar.as_deref(), Some("خديجه عبدالله يوسف ال على"));
+        assert_eq!(p.name_ar.as_deref(), Some("ليلى حسن التجربة"));
         assert_eq!(d.user_permissions.as_ref().unwrap().len(), 36);
         assert_eq!(
             d.user_roles.as_ref().unwrap()[0].code.as_deref(),
