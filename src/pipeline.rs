@@ -239,6 +239,11 @@ impl Gateway {
         if let Some(auth) = &allowed.auth {
             auth.inject(headers);
         }
+        // Admitted on the last valid answer while the IdP fails: the upstream
+        // (or the ingress) is told, so it can hold back what must not run on one.
+        if allowed.stale {
+            headers.insert(self.stale_header.clone(), HeaderValue::from_static("1"));
+        }
     }
 
     /// Admission, then forwarding: the only I/O on the way is the IdP call.
@@ -417,14 +422,8 @@ impl Gateway {
 
         // c. Identity headers: rendered (and the token signed) once at cache
         //    insert, cloned here; the token is re-signed only near its expiry.
+        //    A request admitted stale also gets `{prefix}stale: 1`.
         self.inject_identity(&allowed, &mut parts.headers);
-        //    Admitted on the last valid answer while the IdP fails: the
-        //    upstream is told, so it can hold back what must not run on one.
-        if allowed.stale {
-            parts
-                .headers
-                .insert(self.stale_header.clone(), HeaderValue::from_static("1"));
-        }
 
         // d. X-Forwarded-*: replaced unless the peer is a trusted proxy.
         proxy::set_forwarded(
