@@ -24,16 +24,16 @@
 //!   exchange for that session answer this fixed (unredeemable) ticket, so
 //!   tests can send an empty one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::header::{ALLOW, AUTHORIZATION};
+use http::header::AUTHORIZATION;
 use http::request::Parts;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
@@ -41,15 +41,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use super::enos::RecordedRequest;
-use super::handlers::{apply_fault, json_response, text, EmuBody};
+use super::control::{
+    bad_request, create_session, lock, method_not_allowed, not_found, read_json, Created,
+    RecordedRequest, MAX_BODY,
+};
+use super::handlers::{apply_fault, json_response, EmuBody, Resp};
 use super::users::{profile_key, User};
 use super::Fault;
 use crate::idp::ciam::wire;
 use crate::server::{serve, ServeOptions};
 
-/// Request bodies are tiny JSON objects; anything bigger is a client bug.
-const MAX_BODY: usize = 64 * 1024;
 /// Longest lifetime accepted, so `Instant` arithmetic cannot overflow.
 const MAX_LIFETIME_SECS: u64 = 366 * 24 * 60 * 60;
 /// Control paths, answered 405 for other methods.
@@ -89,16 +90,6 @@ pub struct CreateRequest {
     pub ticket: Option<String>,
 }
 
-/// Answer of `POST /__emulator/sessions`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Created {
-    /// The session token (the `[session] id_cookie` value).
-    pub token: String,
-    /// Lifetime in seconds.
-    pub expires_in: u64,
-}
-
 struct Session {
     user: Arc<User>,
     ends: Instant,
@@ -136,11 +127,6 @@ impl std::fmt::Debug for CiamEmulator {
             .field("users", &self.users.len())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test peer keeps serving after a panic elsewhere rather than cascade.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl CiamEmulator {
@@ -358,8 +344,6 @@ pub async fn run(
     .await
 }
 
-type Resp = Response<EmuBody>;
-
 async fn handle(emu: Arc<CiamEmulator>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -385,23 +369,15 @@ async fn handle(emu: Arc<CiamEmulator>, req: Request<Incoming>) -> Resp {
                 Err(resp) => resp,
             }
         }
-        (SESSIONS_PATH, &Method::POST) => match read_json::<CreateRequest>(req).await {
-            Ok(body) => {
-                let created = body
-                    .profile_id
+        (SESSIONS_PATH, &Method::POST) => {
+            create_session(req, |body: CreateRequest| {
+                body.profile_id
                     .as_ref()
                     .and_then(profile_key)
-                    .and_then(|p| emu.create_session_with(&p, body.expires_in, body.ticket));
-                match created {
-                    Some(c) => json_response(StatusCode::OK, &c),
-                    None => json_response(
-                        StatusCode::NOT_FOUND,
-                        &serde_json::json!({"message": "user not found"}),
-                    ),
-                }
-            }
-            Err(resp) => resp,
-        },
+                    .and_then(|p| emu.create_session_with(&p, body.expires_in, body.ticket))
+            })
+            .await
+        }
         (
             p @ (wire::PATH_SSO_TICKET
             | wire::PATH_USERINFO
@@ -410,46 +386,23 @@ async fn handle(emu: Arc<CiamEmulator>, req: Request<Incoming>) -> Resp {
             | USERINFO_FAULT_PATH
             | SESSIONS_PATH),
             _,
-        ) => {
-            let mut resp = text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain; charset=utf-8",
-                "method not allowed\n",
-            );
-            let allow = if matches!(p, STATS_PATH | wire::PATH_USERINFO) {
-                "GET"
-            } else {
-                "POST"
-            };
-            resp.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            resp
-        }
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found\n",
-        ),
+        ) => method_not_allowed(if matches!(p, STATS_PATH | wire::PATH_USERINFO) {
+            "GET"
+        } else {
+            "POST"
+        }),
+        _ => not_found(),
     }
 }
 
-/// The request as received, for the stats.
+/// The request as received, query included (userinfo's ticket is there), for the stats.
 fn record(parts: &Parts, body: &[u8]) -> RecordedRequest {
-    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in &parts.headers {
-        headers
-            .entry(name.as_str().to_owned())
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
     RecordedRequest {
-        method: parts.method.to_string(),
         path: parts
             .uri
             .path_and_query()
             .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
-        headers,
-        body: String::from_utf8_lossy(body).into_owned(),
+        ..super::control::record(parts, body)
     }
 }
 
@@ -505,21 +458,6 @@ async fn userinfo(emu: &CiamEmulator, req: Request<Incoming>) -> Resp {
             .and_then(|v| percent_decode_str(v).decode_utf8().ok())
     });
     emu.userinfo_answer(ticket.as_deref())
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return Err(bad_request("cannot read body")),
-    };
-    serde_json::from_slice(&body).map_err(|_| bad_request("invalid JSON body"))
-}
-
-fn bad_request(message: &'static str) -> Resp {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &serde_json::json!({ "message": message }),
-    )
 }
 
 #[cfg(test)]
