@@ -26,7 +26,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +33,7 @@ use std::time::{Duration, Instant};
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
@@ -42,8 +41,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use super::control::{
-    bad_request, create_session, lock, method_not_allowed, not_found, read_json, Created,
-    RecordedRequest, MAX_BODY,
+    bad_request, create_session, lock, method_not_allowed, not_found, read_body, read_json,
+    Created, Ids, RecordedRequest,
 };
 use super::handlers::{apply_fault, json_response, EmuBody, Resp};
 use super::users::{profile_key, User};
@@ -115,9 +114,7 @@ pub struct CiamEmulator {
     rejected: AtomicU64,
     last: Mutex<Option<RecordedRequest>>,
     last_userinfo: Mutex<Option<RecordedRequest>>,
-    // Keyed SipHash over a counter: unguessable enough for a test peer.
-    id_seed: std::hash::RandomState,
-    id_counter: AtomicU64,
+    ids: Ids,
 }
 
 impl std::fmt::Debug for CiamEmulator {
@@ -151,18 +148,13 @@ impl CiamEmulator {
             rejected: AtomicU64::new(0),
             last: Mutex::new(None),
             last_userinfo: Mutex::new(None),
-            id_seed: std::hash::RandomState::new(),
-            id_counter: AtomicU64::new(0),
+            ids: Ids::default(),
         })
     }
 
     fn random_hex(&self) -> String {
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{:016x}{:016x}",
-            self.id_seed.hash_one((n, 1u8)),
-            self.id_seed.hash_one((n, 2u8))
-        )
+        let (a, b) = self.ids.next();
+        format!("{a:016x}{b:016x}")
     }
 
     /// Logs `profile_id` in; returns the session token, or `None` for an unknown user.
@@ -410,9 +402,9 @@ async fn exchange(emu: &CiamEmulator, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     // The body is read before the fault so a faulted answer leaves the
     // connection in a clean state for keep-alive, like a real slow server.
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return bad_request("cannot read body"),
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
     emu.exchange.fetch_add(1, Ordering::Relaxed);
     *lock(&emu.last) = Some(record(&parts, &body));

@@ -3,8 +3,11 @@
 //! answer, and the small JSON and plain-text answers of their routers.
 
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use bytes::Bytes;
 use http::header::ALLOW;
 use http::request::Parts;
 use http::{HeaderValue, Request, StatusCode};
@@ -53,6 +56,21 @@ pub struct Created {
     pub expires_in: u64,
 }
 
+/// Session ids: keyed SipHash over a counter, unguessable enough for a test peer.
+#[derive(Default)]
+pub(crate) struct Ids {
+    seed: std::hash::RandomState,
+    counter: AtomicU64,
+}
+
+impl Ids {
+    /// 128 fresh bits, as two halves each emulator formats its own way.
+    pub(crate) fn next(&self) -> (u64, u64) {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        (self.seed.hash_one((n, 1u8)), self.seed.hash_one((n, 2u8)))
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test peer keeps serving after a panic elsewhere rather than cascade.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -93,13 +111,18 @@ pub(crate) async fn create_session<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The whole body, up to [`MAX_BODY`], or a 400.
+pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, Resp> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(bad_request("cannot read body")),
+    }
+}
+
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
 ) -> Result<T, Resp> {
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return Err(bad_request("cannot read body")),
-    };
+    let body = read_body(req.into_body()).await?;
     serde_json::from_slice(&body).map_err(|_| bad_request("invalid JSON body"))
 }
 

@@ -20,21 +20,21 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::AUTHORIZATION;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
 use super::control::{
-    bad_request, create_session, lock, method_not_allowed, not_found, read_json, record, MAX_BODY,
+    bad_request, create_session, lock, method_not_allowed, not_found, read_body, read_json, record,
+    Ids,
 };
 pub use super::control::{CreateRequest, Created, RecordedRequest};
 use super::handlers::{apply_fault, json_response, EmuBody, Resp};
@@ -71,9 +71,7 @@ pub struct EnosEmulator {
     fault: Mutex<Fault>,
     fetch: AtomicU64,
     last: Mutex<Option<RecordedRequest>>,
-    // Keyed SipHash over a counter: unguessable enough for a test peer.
-    id_seed: std::hash::RandomState,
-    id_counter: AtomicU64,
+    ids: Ids,
 }
 
 impl std::fmt::Debug for EnosEmulator {
@@ -106,8 +104,7 @@ impl EnosEmulator {
             fault: Mutex::new(Fault::None),
             fetch: AtomicU64::new(0),
             last: Mutex::new(None),
-            id_seed: std::hash::RandomState::new(),
-            id_counter: AtomicU64::new(0),
+            ids: Ids::default(),
         })
     }
 
@@ -115,12 +112,8 @@ impl EnosEmulator {
     pub fn create_session(&self, profile_id: &str, expires_in: Option<u64>) -> Option<Created> {
         let user = self.users.get(profile_id.trim())?.clone();
         let expires = expires_in.unwrap_or(self.expires_in).min(MAX_LIFETIME_SECS);
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        let token = format!(
-            "IAM_S_{:016x}{:016x}",
-            self.id_seed.hash_one((n, 1u8)),
-            self.id_seed.hash_one((n, 2u8))
-        );
+        let (a, b) = self.ids.next();
+        let token = format!("IAM_S_{a:016x}{b:016x}");
         lock(&self.sessions).insert(
             token.clone(),
             Session {
@@ -299,9 +292,9 @@ async fn handle(emu: Arc<EnosEmulator>, req: Request<Incoming>) -> Resp {
 
 async fn session_info(emu: &EnosEmulator, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return bad_request("cannot read body"),
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
     emu.fetch.fetch_add(1, Ordering::Relaxed);
     *lock(&emu.last) = Some(record(&parts, &body));

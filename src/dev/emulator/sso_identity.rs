@@ -27,12 +27,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,8 +40,8 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 use super::control::{
-    bad_request, create_session, lock, method_not_allowed, not_found, read_json, record,
-    CreateRequest, Created, RecordedRequest, MAX_BODY,
+    bad_request, create_session, lock, method_not_allowed, not_found, read_body, read_json, record,
+    CreateRequest, Created, Ids, RecordedRequest,
 };
 use super::handlers::{apply_fault, json_response, EmuBody, Resp};
 use super::users::{profile_key, User};
@@ -86,9 +85,7 @@ pub struct SsoIdentityEmulator {
     logout: AtomicU64,
     other: AtomicU64,
     last: Mutex<Option<RecordedRequest>>,
-    // Keyed SipHash over a counter: unguessable enough for a test peer.
-    id_seed: std::hash::RandomState,
-    id_counter: AtomicU64,
+    ids: Ids,
 }
 
 impl std::fmt::Debug for SsoIdentityEmulator {
@@ -125,16 +122,13 @@ impl SsoIdentityEmulator {
             logout: AtomicU64::new(0),
             other: AtomicU64::new(0),
             last: Mutex::new(None),
-            id_seed: std::hash::RandomState::new(),
-            id_counter: AtomicU64::new(0),
+            ids: Ids::default(),
         })
     }
 
     /// A fresh random UUID-shaped token.
     fn new_token(&self) -> String {
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        let a = self.id_seed.hash_one((n, 1u8));
-        let b = self.id_seed.hash_one((n, 2u8));
+        let (a, b) = self.ids.next();
         format!(
             "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
             a >> 32,
@@ -344,9 +338,9 @@ async fn handle(emu: Arc<SsoIdentityEmulator>, req: Request<Incoming>) -> Resp {
 /// Read or destroy: recorded, counted and faulted like the other emulators' session calls.
 async fn identity_session(emu: &SsoIdentityEmulator, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return bad_request("cannot read body"),
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
     let counter = if parts.method == Method::DELETE {
         &emu.logout
