@@ -554,13 +554,14 @@ fn post(addr: SocketAddr, path: &str, headers: &str, body: &str) -> Option<Strin
     Some(out)
 }
 
-#[test]
-fn the_standalone_emulator_speaks_enos_with_provider_enos() {
+/// Starts `sessiongate emulator` with `args` on a free port, waits until it
+/// listens and creates a session for profile 518 over HTTP. The emulator
+/// runs as long as the returned guard lives.
+fn standalone_emulator_with_a_session(args: &[&str]) -> (Running, SocketAddr, String) {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut cmd = sessiongate();
     cmd.arg("emulator")
-        .arg("--provider")
-        .arg("enos")
+        .args(args)
         .arg("--listen")
         .arg(addr.to_string())
         .stdout(Stdio::null())
@@ -580,7 +581,13 @@ fn the_standalone_emulator_speaks_enos_with_provider_enos() {
     };
     let json: serde_json::Value =
         serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();
-    let token = json["token"].as_str().unwrap();
+    let token = json["token"].as_str().unwrap().to_owned();
+    (child, addr, token)
+}
+
+#[test]
+fn the_standalone_emulator_speaks_enos_with_provider_enos() {
+    let (_emulator, addr, token) = standalone_emulator_with_a_session(&["--provider", "enos"]);
     let info = post(
         addr,
         "/enos-iam-service/v2.0/session/info",
@@ -603,31 +610,8 @@ fn the_standalone_emulator_speaks_enos_with_provider_enos() {
 
 #[test]
 fn the_standalone_emulator_speaks_sso_identity_with_provider_sso_identity() {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut cmd = sessiongate();
-    cmd.arg("emulator")
-        .arg("--provider")
-        .arg("sso_identity")
-        .arg("--listen")
-        .arg(addr.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = Running(cmd.spawn().unwrap());
-    let started = Instant::now();
-    let created = loop {
-        if let Some(answer) = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#) {
-            break answer;
-        }
-        assert!(child.0.try_wait().unwrap().is_none(), "emulator exited");
-        assert!(
-            started.elapsed() < PROCESS_DEADLINE,
-            "emulator never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let json: serde_json::Value =
-        serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();
-    let token = json["token"].as_str().unwrap();
+    let (_emulator, addr, token) =
+        standalone_emulator_with_a_session(&["--provider", "sso_identity"]);
     let get = |token: &str| {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -641,7 +625,7 @@ fn the_standalone_emulator_speaks_sso_identity_with_provider_sso_identity() {
         s.read_to_string(&mut out).unwrap();
         out
     };
-    let read = get(token);
+    let read = get(&token);
     assert!(read.starts_with("HTTP/1.1 200"), "{read}");
     assert!(read.contains(r#""user_token":"u518""#), "{read}");
     assert!(read.contains(r#""flag":"success""#), "{read}");
@@ -652,35 +636,8 @@ fn the_standalone_emulator_speaks_sso_identity_with_provider_sso_identity() {
 
 #[test]
 fn the_standalone_emulator_speaks_ciam_with_provider_ciam() {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut cmd = sessiongate();
-    cmd.args([
-        "emulator",
-        "--provider",
-        "ciam",
-        "--api-key",
-        "at-1",
-        "--listen",
-    ])
-    .arg(addr.to_string())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let mut child = Running(cmd.spawn().unwrap());
-    let started = Instant::now();
-    let created = loop {
-        if let Some(answer) = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#) {
-            break answer;
-        }
-        assert!(child.0.try_wait().unwrap().is_none(), "emulator exited");
-        assert!(
-            started.elapsed() < PROCESS_DEADLINE,
-            "emulator never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let json: serde_json::Value =
-        serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();
-    let token = json["token"].as_str().unwrap();
+    let (_emulator, addr, token) =
+        standalone_emulator_with_a_session(&["--provider", "ciam", "--api-key", "at-1"]);
     let body = format!(
         r#"{{"session_token":"{token}","operating_sys_version":"unknown","device_ip":"127.0.0.1","device_fingerprint":"f"}}"#
     );

@@ -12,11 +12,11 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::Value;
 use sessiongate::config::Config;
 use sessiongate::dev::emulator::Fault;
 use sessiongate::idp::ciam::wire;
+use support::providers::{assert_refused, fifty_concurrent_gets_pass, user_context};
 use support::{eventually, logs, users, Harness, Reply, CIAM_ACCESS_TOKEN};
 
 /// Routes without roles or permissions (ciam without pointers reports neither).
@@ -50,22 +50,6 @@ async fn ciam_userinfo() -> Harness {
 
 fn cookie(token: &str) -> String {
     format!("iid_session_id={token}")
-}
-
-fn user_context(r: &Reply) -> Value {
-    let ctx = &r.upstream_header("x-iid-user-context").unwrap()[0];
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(ctx)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-fn assert_refused(r: &Reply, status: u16, reason: &str) {
-    assert_eq!(r.status, status, "{:?}", r.body);
-    assert!(!r.from_upstream(), "the upstream must not be reached");
-    assert_eq!(r.reason(), reason);
 }
 
 /// The exchange body the emulator last received, as JSON.
@@ -479,16 +463,7 @@ async fn fifty_concurrent_first_requests_make_one_exchange_and_one_redemption() 
     let token = h.ciam_token(users::INVESTOR, None);
     // A slow IdP keeps every request waiting on the same call.
     h.ciam().set_fault(Fault::Delay { ms: 300 });
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let h = Arc::clone(&h);
-            let c = cookie(&token);
-            tokio::spawn(async move { h.get("/x", &[("cookie", &c)]).await.status })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
-    }
+    fifty_concurrent_gets_pass(&h, &cookie(&token)).await;
     let stats = h.ciam().stats();
     assert_eq!((stats.exchange, stats.userinfo), (1, 1));
 }

@@ -11,10 +11,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use serde_json::Value;
 use sessiongate::config::Config;
 use sessiongate::dev::emulator::Fault;
+use support::providers::{assert_refused, canned_json, fifty_concurrent_gets_pass, user_context};
 use support::{canned_server, eventually, users, Harness, Reply};
 
 /// Routes without roles or permissions: EnOS reports neither.
@@ -37,33 +36,9 @@ fn cookie(token: &str) -> String {
     format!("iid_session_id={token}")
 }
 
-fn user_context(r: &Reply) -> Value {
-    let ctx = &r.upstream_header("x-iid-user-context").unwrap()[0];
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(ctx)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-fn assert_refused(r: &Reply, status: u16, reason: &str) {
-    assert_eq!(r.status, status, "{:?}", r.body);
-    assert!(!r.from_upstream(), "the upstream must not be reached");
-    assert_eq!(r.reason(), reason);
-}
-
 /// A canned IdP answering `status` with a JSON `body`, as an EnOS base URL.
 async fn canned_enos(status: &str, body: &str) -> String {
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let addr = canned_server(
-        Box::leak(response.into_bytes().into_boxed_slice()),
-        Duration::ZERO,
-    )
-    .await;
+    let addr = canned_server(canned_json(status, body), Duration::ZERO).await;
     format!("http://{addr}/enos-iam-service")
 }
 
@@ -283,16 +258,7 @@ async fn fifty_concurrent_first_requests_make_one_idp_call() {
     let token = h.enos_token(users::INVESTOR, None);
     // A slow IdP keeps every request waiting on the same call.
     h.enos().set_fault(Fault::Delay { ms: 300 });
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let h = Arc::clone(&h);
-            let c = cookie(&token);
-            tokio::spawn(async move { h.get("/x", &[("cookie", &c)]).await.status })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
-    }
+    fifty_concurrent_gets_pass(&h, &cookie(&token)).await;
     assert_eq!(h.enos().stats().fetch, 1);
 }
 

@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use serde_json::Value;
 use sessiongate::config::Config;
 use sessiongate::dev::emulator::Fault;
+use support::providers::{assert_refused, canned_json, fifty_concurrent_gets_pass, user_context};
 use support::{eventually, users, Harness, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -48,22 +47,6 @@ fn cookie(token: &str) -> String {
     format!("iid_session_id={token}")
 }
 
-fn user_context(r: &Reply) -> Value {
-    let ctx = &r.upstream_header("x-iid-user-context").unwrap()[0];
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(ctx)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-fn assert_refused(r: &Reply, status: u16, reason: &str) {
-    assert_eq!(r.status, status, "{:?}", r.body);
-    assert!(!r.from_upstream(), "the upstream must not be reached");
-    assert_eq!(r.reason(), reason);
-}
-
 /// The seed's "Read SSO session" answer with fake values, about `identity`.
 fn seed_answer(identity: &str, date_expiration: &str) -> String {
     format!(
@@ -80,14 +63,7 @@ fn seed_answer(identity: &str, date_expiration: &str) -> String {
 /// A canned IdP: answers every request with `status` and a JSON `body`, and
 /// counts the requests. Returns the base URL and the count.
 async fn canned_sso(status: &str, body: &str) -> (String, Arc<AtomicUsize>) {
-    let response: &'static [u8] = Box::leak(
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
-        .into_boxed_slice(),
-    );
+    let response = canned_json(status, body);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
@@ -445,16 +421,7 @@ async fn fifty_concurrent_first_requests_make_one_idp_call() {
     let token = h.sso_token(users::INVESTOR, None);
     // A slow IdP keeps every request waiting on the same call.
     h.sso().set_fault(Fault::Delay { ms: 300 });
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let h = Arc::clone(&h);
-            let c = cookie(&token);
-            tokio::spawn(async move { h.get("/x", &[("cookie", &c)]).await.status })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
-    }
+    fifty_concurrent_gets_pass(&h, &cookie(&token)).await;
     assert_eq!(h.sso().stats().fetch, 1);
 }
 

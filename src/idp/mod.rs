@@ -31,18 +31,18 @@ pub mod sso_identity;
 /// Why a provider client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The IID client.
-    #[error(transparent)]
-    Iid(#[from] iid::BuildError),
-    /// The EnOS IAM client.
-    #[error(transparent)]
-    Enos(#[from] enos::BuildError),
-    /// The SSO identity sessions client.
-    #[error(transparent)]
-    SsoIdentity(#[from] sso_identity::BuildError),
-    /// The CIAM client.
-    #[error(transparent)]
-    Ciam(#[from] ciam::BuildError),
+    /// `base_url` plus an API path is not a URI.
+    #[error("idp.base_url: {0}")]
+    Url(String),
+    /// An IID API key or client id cannot be a header value.
+    #[error("idp.{0}: not a valid header value")]
+    Header(&'static str),
+    /// The CIAM access token cannot be sent as a header.
+    #[error("idp.access_token: contains characters not allowed in a header")]
+    AccessToken,
+    /// TLS setup failed.
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// The provider `[idp] provider` names, ready to be called.
@@ -53,6 +53,51 @@ pub fn build(cfg: &IdpConfig) -> Result<Arc<dyn SessionProvider>, BuildError> {
         ProviderConfig::SsoIdentity(_) => Arc::new(sso_identity::SsoIdentityClient::new(cfg)?),
         ProviderConfig::Ciam(own) => Arc::new(ciam::CiamClient::new(cfg, own)?),
     })
+}
+
+/// The HTTP client every provider calls its IdP with.
+pub(crate) type HttpClient = Client<Connector, Full<Bytes>>;
+
+/// A pooled HTTP/1 client for the IdP: `idp.timeout` bounds the connect and
+/// `idp.ca`, when set, replaces the system roots.
+pub(crate) fn http_client(cfg: &IdpConfig) -> Result<HttpClient, rustls::Error> {
+    Ok(Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        .build(crate::connector::build_with(
+            cfg.timeout,
+            cfg.ca.as_ref().map(|c| &*c.certs),
+            crate::connector::Alpn::Http1,
+        )?))
+}
+
+/// `base_url` (without a trailing `/`) followed by an API `path`.
+pub(crate) fn endpoint(cfg: &IdpConfig, path: &str) -> String {
+    format!("{}{}", cfg.base_url.trim_end_matches('/'), path)
+}
+
+/// [`endpoint`] as a URI, checked once when the client is built.
+pub(crate) fn endpoint_uri(cfg: &IdpConfig, path: &str) -> Result<http::Uri, BuildError> {
+    endpoint(cfg, path)
+        .parse()
+        .map_err(|e| BuildError::Url(format!("{e}")))
+}
+
+/// A request to the IdP with `[idp] headers` first (so a provider's own
+/// headers are added after them) and `Accept: application/json`.
+pub(crate) fn request(
+    method: http::Method,
+    uri: http::Uri,
+    static_headers: &crate::config::StaticHeaders,
+) -> http::request::Builder {
+    let mut req = Request::builder().method(method);
+    if let Some(headers) = req.headers_mut() {
+        static_headers.apply_to(headers);
+    }
+    req.uri(uri).header(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    )
 }
 
 /// A boxed future: providers are called only on cache misses, so the box is off the hot path.

@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 pub mod browser;
 pub mod ingress;
 pub mod logs;
+pub mod providers;
 pub mod system;
 
 /// API key the harness' emulator demands and the gateway sends.

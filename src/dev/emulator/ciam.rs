@@ -24,32 +24,32 @@
 //!   exchange for that session answer this fixed (unredeemable) ticket, so
 //!   tests can send an empty one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::header::{ALLOW, AUTHORIZATION};
+use http::header::AUTHORIZATION;
 use http::request::Parts;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use super::enos::RecordedRequest;
-use super::handlers::{apply_fault, json_response, text, EmuBody};
+use super::control::{
+    bad_request, create_session, lock, method_not_allowed, not_found, read_body, read_json,
+    Created, Ids, RecordedRequest,
+};
+use super::handlers::{apply_fault, json_response, EmuBody, Resp};
 use super::users::{profile_key, User};
 use super::Fault;
 use crate::idp::ciam::wire;
 use crate::server::{serve, ServeOptions};
 
-/// Request bodies are tiny JSON objects; anything bigger is a client bug.
-const MAX_BODY: usize = 64 * 1024;
 /// Longest lifetime accepted, so `Instant` arithmetic cannot overflow.
 const MAX_LIFETIME_SECS: u64 = 366 * 24 * 60 * 60;
 /// Control paths, answered 405 for other methods.
@@ -89,16 +89,6 @@ pub struct CreateRequest {
     pub ticket: Option<String>,
 }
 
-/// Answer of `POST /__emulator/sessions`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Created {
-    /// The session token (the `[session] id_cookie` value).
-    pub token: String,
-    /// Lifetime in seconds.
-    pub expires_in: u64,
-}
-
 struct Session {
     user: Arc<User>,
     ends: Instant,
@@ -124,9 +114,7 @@ pub struct CiamEmulator {
     rejected: AtomicU64,
     last: Mutex<Option<RecordedRequest>>,
     last_userinfo: Mutex<Option<RecordedRequest>>,
-    // Keyed SipHash over a counter: unguessable enough for a test peer.
-    id_seed: std::hash::RandomState,
-    id_counter: AtomicU64,
+    ids: Ids,
 }
 
 impl std::fmt::Debug for CiamEmulator {
@@ -136,11 +124,6 @@ impl std::fmt::Debug for CiamEmulator {
             .field("users", &self.users.len())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test peer keeps serving after a panic elsewhere rather than cascade.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl CiamEmulator {
@@ -165,18 +148,13 @@ impl CiamEmulator {
             rejected: AtomicU64::new(0),
             last: Mutex::new(None),
             last_userinfo: Mutex::new(None),
-            id_seed: std::hash::RandomState::new(),
-            id_counter: AtomicU64::new(0),
+            ids: Ids::default(),
         })
     }
 
     fn random_hex(&self) -> String {
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{:016x}{:016x}",
-            self.id_seed.hash_one((n, 1u8)),
-            self.id_seed.hash_one((n, 2u8))
-        )
+        let (a, b) = self.ids.next();
+        format!("{a:016x}{b:016x}")
     }
 
     /// Logs `profile_id` in; returns the session token, or `None` for an unknown user.
@@ -358,8 +336,6 @@ pub async fn run(
     .await
 }
 
-type Resp = Response<EmuBody>;
-
 async fn handle(emu: Arc<CiamEmulator>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -385,23 +361,15 @@ async fn handle(emu: Arc<CiamEmulator>, req: Request<Incoming>) -> Resp {
                 Err(resp) => resp,
             }
         }
-        (SESSIONS_PATH, &Method::POST) => match read_json::<CreateRequest>(req).await {
-            Ok(body) => {
-                let created = body
-                    .profile_id
+        (SESSIONS_PATH, &Method::POST) => {
+            create_session(req, |body: CreateRequest| {
+                body.profile_id
                     .as_ref()
                     .and_then(profile_key)
-                    .and_then(|p| emu.create_session_with(&p, body.expires_in, body.ticket));
-                match created {
-                    Some(c) => json_response(StatusCode::OK, &c),
-                    None => json_response(
-                        StatusCode::NOT_FOUND,
-                        &serde_json::json!({"message": "user not found"}),
-                    ),
-                }
-            }
-            Err(resp) => resp,
-        },
+                    .and_then(|p| emu.create_session_with(&p, body.expires_in, body.ticket))
+            })
+            .await
+        }
         (
             p @ (wire::PATH_SSO_TICKET
             | wire::PATH_USERINFO
@@ -410,46 +378,23 @@ async fn handle(emu: Arc<CiamEmulator>, req: Request<Incoming>) -> Resp {
             | USERINFO_FAULT_PATH
             | SESSIONS_PATH),
             _,
-        ) => {
-            let mut resp = text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain; charset=utf-8",
-                "method not allowed\n",
-            );
-            let allow = if matches!(p, STATS_PATH | wire::PATH_USERINFO) {
-                "GET"
-            } else {
-                "POST"
-            };
-            resp.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            resp
-        }
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found\n",
-        ),
+        ) => method_not_allowed(if matches!(p, STATS_PATH | wire::PATH_USERINFO) {
+            "GET"
+        } else {
+            "POST"
+        }),
+        _ => not_found(),
     }
 }
 
-/// The request as received, for the stats.
+/// The request as received, query included (userinfo's ticket is there), for the stats.
 fn record(parts: &Parts, body: &[u8]) -> RecordedRequest {
-    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in &parts.headers {
-        headers
-            .entry(name.as_str().to_owned())
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
     RecordedRequest {
-        method: parts.method.to_string(),
         path: parts
             .uri
             .path_and_query()
             .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
-        headers,
-        body: String::from_utf8_lossy(body).into_owned(),
+        ..super::control::record(parts, body)
     }
 }
 
@@ -457,9 +402,9 @@ async fn exchange(emu: &CiamEmulator, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     // The body is read before the fault so a faulted answer leaves the
     // connection in a clean state for keep-alive, like a real slow server.
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return bad_request("cannot read body"),
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
     emu.exchange.fetch_add(1, Ordering::Relaxed);
     *lock(&emu.last) = Some(record(&parts, &body));
@@ -505,21 +450,6 @@ async fn userinfo(emu: &CiamEmulator, req: Request<Incoming>) -> Resp {
             .and_then(|v| percent_decode_str(v).decode_utf8().ok())
     });
     emu.userinfo_answer(ticket.as_deref())
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return Err(bad_request("cannot read body")),
-    };
-    serde_json::from_slice(&body).map_err(|_| bad_request("invalid JSON body"))
-}
-
-fn bad_request(message: &'static str) -> Resp {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &serde_json::json!({ "message": message }),
-    )
 }
 
 #[cfg(test)]

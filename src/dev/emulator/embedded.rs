@@ -69,6 +69,29 @@ impl Emulated {
     }
 }
 
+/// Runs an emulator's `serve` future for the life of the process; it only
+/// ends on an I/O error, which is logged.
+fn serve_in_background(
+    name: &'static str,
+    serve: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "embedded {name} emulator stopped");
+        }
+    });
+}
+
+/// The loud reminder that no real IdP checks sessions, with how to make one
+/// (the EnOS, SSO identity and CIAM emulators take a string profile id).
+fn warn_emulated(name: &str, addr: SocketAddr) {
+    tracing::warn!(
+        emulator = %addr,
+        "idp.emulate = true: sessions are checked by the built-in {name} emulator, not a real IdP; never use this in production. \
+         Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": \"518\"}}'"
+    );
+}
+
 /// Starts the in-process emulator when the config asks for it and points
 /// `cfg.idp.base_url` at it.
 pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
@@ -87,22 +110,16 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
                 EMBEDDED_SESSION_SECS,
                 own.access_token.expose(),
             );
-            let state = Arc::clone(&emulator);
-            tokio::spawn(async move {
-                if let Err(e) = ciam::run(listener, state, std::future::pending()).await {
-                    tracing::error!(error = %e, "embedded CIAM emulator stopped");
-                }
-            });
+            serve_in_background(
+                "CIAM",
+                ciam::run(listener, Arc::clone(&emulator), std::future::pending()),
+            );
             cfg.idp.base_url = format!("http://{addr}");
             own.userinfo_url = Some(format!(
                 "http://{addr}{}",
                 crate::idp::ciam::wire::PATH_USERINFO
             ));
-            tracing::warn!(
-                emulator = %addr,
-                "idp.emulate = true: sessions are checked by the built-in CIAM emulator, not a real IdP; never use this in production. \
-                 Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": \"518\"}}'"
-            );
+            warn_emulated("CIAM", addr);
             return Ok(Some(EmbeddedIdp {
                 addr,
                 emulator: Emulated::Ciam(emulator),
@@ -110,18 +127,12 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
         }
         ProviderConfig::Enos(_) => {
             let enos = EnosEmulator::new(default_users(), EMBEDDED_SESSION_SECS);
-            let state = Arc::clone(&enos);
-            tokio::spawn(async move {
-                if let Err(e) = enos::run(listener, state, std::future::pending()).await {
-                    tracing::error!(error = %e, "embedded EnOS emulator stopped");
-                }
-            });
-            cfg.idp.base_url = format!("http://{addr}{}", crate::idp::enos::wire::SERVICE_PATH);
-            tracing::warn!(
-                emulator = %addr,
-                "idp.emulate = true: sessions are checked by the built-in EnOS emulator, not a real IdP; never use this in production. \
-                 Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": \"518\"}}'"
+            serve_in_background(
+                "EnOS",
+                enos::run(listener, Arc::clone(&enos), std::future::pending()),
             );
+            cfg.idp.base_url = format!("http://{addr}{}", crate::idp::enos::wire::SERVICE_PATH);
+            warn_emulated("EnOS", addr);
             return Ok(Some(EmbeddedIdp {
                 addr,
                 emulator: Emulated::Enos(enos),
@@ -129,18 +140,12 @@ pub async fn start(cfg: &mut Config) -> std::io::Result<Option<EmbeddedIdp>> {
         }
         ProviderConfig::SsoIdentity(_) => {
             let sso = SsoIdentityEmulator::new(default_users(), EMBEDDED_SESSION_SECS);
-            let state = Arc::clone(&sso);
-            tokio::spawn(async move {
-                if let Err(e) = sso_identity::run(listener, state, std::future::pending()).await {
-                    tracing::error!(error = %e, "embedded SSO identity emulator stopped");
-                }
-            });
-            cfg.idp.base_url = format!("http://{addr}");
-            tracing::warn!(
-                emulator = %addr,
-                "idp.emulate = true: sessions are checked by the built-in SSO identity emulator, not a real IdP; never use this in production. \
-                 Create a session with: curl -s -X POST http://{addr}/__emulator/sessions -d '{{\"profileId\": \"518\"}}'"
+            serve_in_background(
+                "SSO identity",
+                sso_identity::run(listener, Arc::clone(&sso), std::future::pending()),
             );
+            cfg.idp.base_url = format!("http://{addr}");
+            warn_emulated("SSO identity", addr);
             return Ok(Some(EmbeddedIdp {
                 addr,
                 emulator: Emulated::SsoIdentity(sso),

@@ -18,44 +18,33 @@
 //! - `POST /__emulator/sessions` with `{"profileId": "518", "expiresIn": 60}`:
 //!   `{"token": "...", "expiresIn": 60}`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{ALLOW, AUTHORIZATION};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header::AUTHORIZATION;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use super::handlers::{apply_fault, json_response, text, EmuBody};
+use super::control::{
+    bad_request, create_session, lock, method_not_allowed, not_found, read_body, read_json, record,
+    Ids,
+};
+pub use super::control::{CreateRequest, Created, RecordedRequest};
+use super::handlers::{apply_fault, json_response, EmuBody, Resp};
 use super::users::{profile_key, User};
 use super::Fault;
 use crate::idp::enos::wire;
 use crate::server::{serve, ServeOptions};
 
-/// Request bodies are tiny JSON objects; anything bigger is a client bug.
-const MAX_BODY: usize = 64 * 1024;
 /// Longest lifetime accepted, so epoch arithmetic cannot overflow.
 const MAX_LIFETIME_SECS: u64 = 366 * 24 * 60 * 60;
-
-/// One session-info request as the emulator received it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordedRequest {
-    /// HTTP method.
-    pub method: String,
-    /// Request path.
-    pub path: String,
-    /// Every header (lowercase names), values in arrival order.
-    pub headers: BTreeMap<String, Vec<String>>,
-    /// The body, as text.
-    pub body: String,
-}
 
 /// What the emulator has served.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,28 +54,6 @@ pub struct EnosStats {
     pub fetch: u64,
     /// The last of them.
     pub last_request: Option<RecordedRequest>,
-}
-
-/// Body of `POST /__emulator/sessions`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CreateRequest {
-    /// Profile id of a user in the users file (number or string).
-    #[serde(default)]
-    pub profile_id: Option<Value>,
-    /// Lifetime in seconds (default: the emulator's).
-    #[serde(default)]
-    pub expires_in: Option<u64>,
-}
-
-/// Answer of `POST /__emulator/sessions`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Created {
-    /// The bearer token (the `[session] id_cookie` value).
-    pub token: String,
-    /// Lifetime in seconds.
-    pub expires_in: u64,
 }
 
 struct Session {
@@ -104,9 +71,7 @@ pub struct EnosEmulator {
     fault: Mutex<Fault>,
     fetch: AtomicU64,
     last: Mutex<Option<RecordedRequest>>,
-    // Keyed SipHash over a counter: unguessable enough for a test peer.
-    id_seed: std::hash::RandomState,
-    id_counter: AtomicU64,
+    ids: Ids,
 }
 
 impl std::fmt::Debug for EnosEmulator {
@@ -116,11 +81,6 @@ impl std::fmt::Debug for EnosEmulator {
             .field("users", &self.users.len())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test peer keeps serving after a panic elsewhere rather than cascade.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn epoch_secs() -> f64 {
@@ -144,8 +104,7 @@ impl EnosEmulator {
             fault: Mutex::new(Fault::None),
             fetch: AtomicU64::new(0),
             last: Mutex::new(None),
-            id_seed: std::hash::RandomState::new(),
-            id_counter: AtomicU64::new(0),
+            ids: Ids::default(),
         })
     }
 
@@ -153,12 +112,8 @@ impl EnosEmulator {
     pub fn create_session(&self, profile_id: &str, expires_in: Option<u64>) -> Option<Created> {
         let user = self.users.get(profile_id.trim())?.clone();
         let expires = expires_in.unwrap_or(self.expires_in).min(MAX_LIFETIME_SECS);
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        let token = format!(
-            "IAM_S_{:016x}{:016x}",
-            self.id_seed.hash_one((n, 1u8)),
-            self.id_seed.hash_one((n, 2u8))
-        );
+        let (a, b) = self.ids.next();
+        let token = format!("IAM_S_{a:016x}{b:016x}");
         lock(&self.sessions).insert(
             token.clone(),
             Session {
@@ -285,8 +240,6 @@ pub async fn run(
     .await
 }
 
-type Resp = Response<EmuBody>;
-
 fn session_info_path() -> String {
     format!("{}{}", wire::SERVICE_PATH, wire::PATH_SESSION_INFO)
 }
@@ -313,23 +266,15 @@ async fn handle(emu: Arc<EnosEmulator>, req: Request<Incoming>) -> Resp {
                 Err(resp) => resp,
             }
         }
-        ("/__emulator/sessions", &Method::POST) => match read_json::<CreateRequest>(req).await {
-            Ok(body) => {
-                let created = body
-                    .profile_id
+        ("/__emulator/sessions", &Method::POST) => {
+            create_session(req, |body: CreateRequest| {
+                body.profile_id
                     .as_ref()
                     .and_then(profile_key)
-                    .and_then(|p| emu.create_session(&p, body.expires_in));
-                match created {
-                    Some(c) => json_response(StatusCode::OK, &c),
-                    None => json_response(
-                        StatusCode::NOT_FOUND,
-                        &serde_json::json!({"message": "user not found"}),
-                    ),
-                }
-            }
-            Err(resp) => resp,
-        },
+                    .and_then(|p| emu.create_session(&p, body.expires_in))
+            })
+            .await
+        }
         (p, _)
             if p == session_info_path()
                 || matches!(
@@ -337,48 +282,24 @@ async fn handle(emu: Arc<EnosEmulator>, req: Request<Incoming>) -> Resp {
                     "/__emulator/stats" | "/__emulator/fault" | "/__emulator/sessions"
                 ) =>
         {
-            let mut resp = text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain; charset=utf-8",
-                "method not allowed\n",
-            );
-            let allow = if p == "/__emulator/stats" {
+            method_not_allowed(if p == "/__emulator/stats" {
                 "GET"
             } else {
                 "POST"
-            };
-            resp.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            resp
+            })
         }
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found\n",
-        ),
+        _ => not_found(),
     }
 }
 
 async fn session_info(emu: &EnosEmulator, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return bad_request("cannot read body"),
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
-    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in &parts.headers {
-        headers
-            .entry(name.as_str().to_owned())
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
     emu.fetch.fetch_add(1, Ordering::Relaxed);
-    *lock(&emu.last) = Some(RecordedRequest {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
+    *lock(&emu.last) = Some(record(&parts, &body));
     let fault = lock(&emu.fault).clone();
     if let Some(faulted) = apply_fault(fault).await {
         return faulted;
@@ -390,19 +311,4 @@ async fn session_info(emu: &EnosEmulator, req: Request<Incoming>) -> Resp {
         .and_then(|v| v.strip_prefix("Bearer "));
     let (status, answer) = emu.answer(token);
     json_response(status, &answer)
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return Err(bad_request("cannot read body")),
-    };
-    serde_json::from_slice(&body).map_err(|_| bad_request("invalid JSON body"))
-}
-
-fn bad_request(message: &'static str) -> Resp {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &serde_json::json!({ "message": message }),
-    )
 }

@@ -34,9 +34,12 @@
 //! the EnOS IAM emulator (same users, same [`Fault`] and body helpers);
 //! `sso_identity.rs` the SSO identity sessions emulator (likewise);
 //! `ciam.rs` the CIAM ticket exchange and userinfo (likewise);
+//! `control.rs` what those three share (recorded requests, `/__emulator/sessions`,
+//! small answers);
 //! `embedded.rs` `idp.emulate`.
 
 pub mod ciam;
+mod control;
 pub mod embedded;
 pub mod enos;
 mod handlers;

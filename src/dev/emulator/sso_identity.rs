@@ -25,15 +25,13 @@
 //! - `POST /__emulator/sessions` with `{"profileId": "518", "expiresIn": 60}`:
 //!   `{"token": "<identity_token>", "expiresIn": 60}`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
-use http::header::ALLOW;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,15 +39,16 @@ use time::macros::offset;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
-use super::enos::{CreateRequest, Created, RecordedRequest};
-use super::handlers::{apply_fault, json_response, text, EmuBody};
+use super::control::{
+    bad_request, create_session, lock, method_not_allowed, not_found, read_body, read_json, record,
+    CreateRequest, Created, Ids, RecordedRequest,
+};
+use super::handlers::{apply_fault, json_response, EmuBody, Resp};
 use super::users::{profile_key, User};
 use super::Fault;
 use crate::idp::sso_identity::{date, wire};
 use crate::server::{serve, ServeOptions};
 
-/// Request bodies are tiny JSON objects; anything bigger is a client bug.
-const MAX_BODY: usize = 64 * 1024;
 /// Longest lifetime accepted, so date arithmetic cannot overflow.
 const MAX_LIFETIME_SECS: u64 = 366 * 24 * 60 * 60;
 
@@ -86,9 +85,7 @@ pub struct SsoIdentityEmulator {
     logout: AtomicU64,
     other: AtomicU64,
     last: Mutex<Option<RecordedRequest>>,
-    // Keyed SipHash over a counter: unguessable enough for a test peer.
-    id_seed: std::hash::RandomState,
-    id_counter: AtomicU64,
+    ids: Ids,
 }
 
 impl std::fmt::Debug for SsoIdentityEmulator {
@@ -98,11 +95,6 @@ impl std::fmt::Debug for SsoIdentityEmulator {
             .field("users", &self.users.len())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test peer keeps serving after a panic elsewhere rather than cascade.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Now, at the seed's +01:00.
@@ -130,16 +122,13 @@ impl SsoIdentityEmulator {
             logout: AtomicU64::new(0),
             other: AtomicU64::new(0),
             last: Mutex::new(None),
-            id_seed: std::hash::RandomState::new(),
-            id_counter: AtomicU64::new(0),
+            ids: Ids::default(),
         })
     }
 
     /// A fresh random UUID-shaped token.
     fn new_token(&self) -> String {
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        let a = self.id_seed.hash_one((n, 1u8));
-        let b = self.id_seed.hash_one((n, 2u8));
+        let (a, b) = self.ids.next();
         format!(
             "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
             a >> 32,
@@ -290,8 +279,6 @@ pub async fn run(
     .await
 }
 
-type Resp = Response<EmuBody>;
-
 /// The identity token in `/sso/sessions/identities/{token}.json`, if `path`
 /// is that resource (any token text: the emulator judges it, not the path).
 fn identity_of(path: &str) -> Option<&str> {
@@ -318,23 +305,15 @@ async fn handle(emu: Arc<SsoIdentityEmulator>, req: Request<Incoming>) -> Resp {
                 Err(resp) => resp,
             }
         }
-        ("/__emulator/sessions", &Method::POST) => match read_json::<CreateRequest>(req).await {
-            Ok(body) => {
-                let created = body
-                    .profile_id
+        ("/__emulator/sessions", &Method::POST) => {
+            create_session(req, |body: CreateRequest| {
+                body.profile_id
                     .as_ref()
                     .and_then(profile_key)
-                    .and_then(|p| emu.create_session(&p, body.expires_in));
-                match created {
-                    Some(c) => json_response(StatusCode::OK, &c),
-                    None => json_response(
-                        StatusCode::NOT_FOUND,
-                        &serde_json::json!({"message": "user not found"}),
-                    ),
-                }
-            }
-            Err(resp) => resp,
-        },
+                    .and_then(|p| emu.create_session(&p, body.expires_in))
+            })
+            .await
+        }
         ("/__emulator/stats" | "/__emulator/fault" | "/__emulator/sessions", _) => {
             method_not_allowed(if path == "/__emulator/stats" {
                 "GET"
@@ -351,40 +330,18 @@ async fn handle(emu: Arc<SsoIdentityEmulator>, req: Request<Incoming>) -> Resp {
         }
         _ => {
             emu.other.fetch_add(1, Ordering::Relaxed);
-            text(
-                StatusCode::NOT_FOUND,
-                "text/plain; charset=utf-8",
-                "not found\n",
-            )
+            not_found()
         }
     }
-}
-
-fn method_not_allowed(allow: &'static str) -> Resp {
-    let mut resp = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "text/plain; charset=utf-8",
-        "method not allowed\n",
-    );
-    resp.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
-    resp
 }
 
 /// Read or destroy: recorded, counted and faulted like the other emulators' session calls.
 async fn identity_session(emu: &SsoIdentityEmulator, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return bad_request("cannot read body"),
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
-    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, value) in &parts.headers {
-        headers
-            .entry(name.as_str().to_owned())
-            .or_default()
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
     let counter = if parts.method == Method::DELETE {
         &emu.logout
     } else {
@@ -392,12 +349,7 @@ async fn identity_session(emu: &SsoIdentityEmulator, req: Request<Incoming>) -> 
     };
     counter.fetch_add(1, Ordering::Relaxed);
     let resource = parts.uri.path();
-    *lock(&emu.last) = Some(RecordedRequest {
-        method: parts.method.to_string(),
-        path: resource.to_owned(),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
+    *lock(&emu.last) = Some(record(&parts, &body));
     let fault = lock(&emu.fault).clone();
     if let Some(faulted) = apply_fault(fault).await {
         return faulted;
@@ -413,21 +365,6 @@ async fn identity_session(emu: &SsoIdentityEmulator, req: Request<Incoming>) -> 
         emu.read(token, resource)
     };
     json_response(status, &answer)
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return Err(bad_request("cannot read body")),
-    };
-    serde_json::from_slice(&body).map_err(|_| bad_request("invalid JSON body"))
-}
-
-fn bad_request(message: &'static str) -> Resp {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &serde_json::json!({ "message": message }),
-    )
 }
 
 #[cfg(test)]

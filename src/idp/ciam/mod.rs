@@ -17,11 +17,9 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ring::hmac;
 use serde_json::{Map, Value};
@@ -30,13 +28,13 @@ pub mod wire;
 
 use self::wire::{TicketRequest, TicketResponse};
 use super::{
-    describe_json, BoxFuture, ClientInfo, IdpError, LogoutOutcome, SessionProvider, Verdict,
+    describe_json, BoxFuture, BuildError, ClientInfo, HttpClient, IdpError, LogoutOutcome,
+    SessionProvider, Verdict,
 };
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
 use crate::config::{CiamConfig, IdpConfig, StaticHeaders};
-use crate::connector::{self, Connector};
 
 /// Value of `provider` in the user context.
 pub const PROVIDER: &str = "ciam";
@@ -59,7 +57,7 @@ const FINGERPRINT_CONTEXT: &[u8] = b"sessiongate ciam device fingerprint\n";
 
 /// Client for CIAM session tokens.
 pub struct CiamClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: HttpClient,
     ticket_uri: Uri,
     /// `Bearer {access_token}`, marked sensitive.
     bearer: HeaderValue,
@@ -91,30 +89,10 @@ pub struct Pointers {
     pub permissions: Option<String>,
 }
 
-/// Why the client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// `base_url` plus the API path is not a URI.
-    #[error("idp.base_url: {0}")]
-    Url(String),
-    /// The access token cannot be sent as a header.
-    #[error("idp.access_token: contains characters not allowed in a header")]
-    AccessToken,
-    /// TLS setup failed.
-    #[error("tls: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
 impl CiamClient {
     /// Builds a client for `cfg` (`base_url` must already point at the IdP or emulator).
     pub fn new(cfg: &IdpConfig, own: &CiamConfig) -> Result<Self, BuildError> {
-        let ticket_uri = format!(
-            "{}{}",
-            cfg.base_url.trim_end_matches('/'),
-            wire::PATH_SSO_TICKET
-        )
-        .parse()
-        .map_err(|e| BuildError::Url(format!("{e}")))?;
+        let ticket_uri = super::endpoint_uri(cfg, wire::PATH_SSO_TICKET)?;
         let token = own.access_token.expose();
         let mut bearer = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| BuildError::AccessToken)?;
@@ -127,14 +105,7 @@ impl CiamClient {
                 permissions: own.permissions_pointer.clone(),
             },
         });
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build(connector::build_with(
-                cfg.timeout,
-                cfg.ca.as_ref().map(|c| &*c.certs),
-                connector::Alpn::Http1,
-            )?);
+        let client = super::http_client(cfg)?;
         Ok(Self {
             client,
             ticket_uri,
@@ -161,13 +132,7 @@ impl CiamClient {
     }
 
     fn request(&self, method: Method, uri: Uri) -> http::request::Builder {
-        let mut req = Request::builder().method(method);
-        if let Some(headers) = req.headers_mut() {
-            self.static_headers.apply_to(headers);
-        }
-        req.uri(uri)
-            .header(AUTHORIZATION, self.bearer.clone())
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
+        super::request(method, uri, &self.static_headers).header(AUTHORIZATION, self.bearer.clone())
     }
 
     /// The exchange: session token (and device) for a ticket.

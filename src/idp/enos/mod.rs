@@ -11,11 +11,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -23,56 +21,31 @@ pub mod wire;
 
 use self::wire::{Organization, SessionInfoResponse};
 use super::{
-    describe_json, json_object, BoxFuture, ClientInfo, IdpError, LogoutOutcome, SessionProvider,
-    Verdict,
+    describe_json, json_object, BoxFuture, BuildError, ClientInfo, HttpClient, IdpError,
+    LogoutOutcome, SessionProvider, Verdict,
 };
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
 use crate::config::{IdpConfig, StaticHeaders};
-use crate::connector::{self, Connector};
 
 /// Value of `provider` in the user context.
 pub const PROVIDER: &str = "enos";
 
 /// Client for EnOS IAM sessions.
 pub struct EnosClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: HttpClient,
     info_uri: Uri,
     /// `[idp] headers`, sent on every call; values are marked sensitive.
     static_headers: StaticHeaders,
     timeout: Duration,
 }
 
-/// Why the client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// `base_url` plus the API path is not a URI.
-    #[error("idp.base_url: {0}")]
-    Url(String),
-    /// TLS setup failed.
-    #[error("tls: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
 impl EnosClient {
     /// Builds a client for `cfg` (`base_url` must already point at the IdP or emulator).
     pub fn new(cfg: &IdpConfig) -> Result<Self, BuildError> {
-        let info_uri = format!(
-            "{}{}",
-            cfg.base_url.trim_end_matches('/'),
-            wire::PATH_SESSION_INFO
-        )
-        .parse()
-        .map_err(|e| BuildError::Url(format!("{e}")))?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build(connector::build_with(
-                cfg.timeout,
-                cfg.ca.as_ref().map(|c| &*c.certs),
-                connector::Alpn::Http1,
-            )?);
+        let info_uri = super::endpoint_uri(cfg, wire::PATH_SESSION_INFO)?;
+        let client = super::http_client(cfg)?;
         Ok(Self {
             client,
             info_uri,
@@ -87,15 +60,9 @@ impl EnosClient {
             // is unreachable in practice; still never forward on doubt.
             .map_err(|_| IdpError::BadAnswer("credential is not a header value".into()))?;
         bearer.set_sensitive(true);
-        let mut req = Request::builder().method(Method::POST);
-        if let Some(headers) = req.headers_mut() {
-            self.static_headers.apply_to(headers);
-        }
-        let req = req
-            .uri(self.info_uri.clone())
+        let req = super::request(Method::POST, self.info_uri.clone(), &self.static_headers)
             .header(AUTHORIZATION, bearer)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
             .body(Full::new(Bytes::from_static(b"{}")))
             .map_err(|e| IdpError::BadAnswer(format!("request building: {e}")))?;
         super::exchange(&self.client, req, self.timeout).await

@@ -9,11 +9,9 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -21,18 +19,17 @@ pub mod wire;
 
 use self::wire::{ChildSession, CommonResponse, SessionRequest};
 use super::{
-    describe_json, json_object, BoxFuture, ClientInfo, IdpError, LogoutOutcome, SessionProvider,
-    Verdict,
+    describe_json, json_object, BoxFuture, BuildError, ClientInfo, HttpClient, IdpError,
+    LogoutOutcome, SessionProvider, Verdict,
 };
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
 use crate::config::{IdpConfig, IidConfig, StaticHeaders};
-use crate::connector::{self, Connector};
 
 /// Client for the IID child-session API.
 pub struct IidClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: HttpClient,
     fetch_uri: Uri,
     logout_uri: Uri,
     api_key: HeaderValue,
@@ -42,45 +39,19 @@ pub struct IidClient {
     timeout: Duration,
 }
 
-/// Why the client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// `base_url` plus an API path is not a URI.
-    #[error("idp.base_url: {0}")]
-    Url(String),
-    /// API key or client id cannot be a header value.
-    #[error("idp.{0}: not a valid header value")]
-    Header(&'static str),
-    /// TLS setup failed.
-    #[error("tls: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
 impl IidClient {
     /// Builds a client for `cfg` and IID's own keys (`base_url` must already
     /// point at the IdP or emulator).
     pub fn new(cfg: &IdpConfig, iid: &IidConfig) -> Result<Self, BuildError> {
-        let uri = |path: &str| -> Result<Uri, BuildError> {
-            format!("{}{}", cfg.base_url.trim_end_matches('/'), path)
-                .parse()
-                .map_err(|e| BuildError::Url(format!("{e}")))
-        };
         let mut api_key = HeaderValue::from_str(iid.api_key.expose())
             .map_err(|_| BuildError::Header("api_key"))?;
         // Keeps the key out of any header dump hyper or a debug hook might print.
         api_key.set_sensitive(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build(connector::build_with(
-                cfg.timeout,
-                cfg.ca.as_ref().map(|c| &*c.certs),
-                connector::Alpn::Http1,
-            )?);
+        let client = super::http_client(cfg)?;
         Ok(Self {
             client,
-            fetch_uri: uri(wire::PATH_FETCH)?,
-            logout_uri: uri(wire::PATH_LOGOUT)?,
+            fetch_uri: super::endpoint_uri(cfg, wire::PATH_FETCH)?,
+            logout_uri: super::endpoint_uri(cfg, wire::PATH_LOGOUT)?,
             api_key,
             client_id: HeaderValue::from_str(&iid.client_id)
                 .map_err(|_| BuildError::Header("client_id"))?,
@@ -96,16 +67,10 @@ impl IidClient {
             session_id: key.id().to_owned(),
         })
         .map_err(|e| IdpError::BadAnswer(format!("request encoding: {e}")))?;
-        let mut req = Request::builder().method(Method::POST);
-        if let Some(headers) = req.headers_mut() {
-            self.static_headers.apply_to(headers);
-        }
-        let req = req
-            .uri(uri.clone())
+        let req = super::request(Method::POST, uri.clone(), &self.static_headers)
             .header(wire::HEADER_API_KEY, self.api_key.clone())
             .header(wire::HEADER_CLIENT_ID, self.client_id.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| IdpError::BadAnswer(format!("request building: {e}")))?;
         super::exchange(&self.client, req, self.timeout).await

@@ -17,11 +17,8 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::ACCEPT;
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -31,21 +28,20 @@ pub mod wire;
 
 use self::wire::Answer;
 use super::{
-    describe_json, json_object, BoxFuture, ClientInfo, IdpError, LogoutOutcome, SessionProvider,
-    Verdict,
+    describe_json, json_object, BoxFuture, BuildError, ClientInfo, HttpClient, IdpError,
+    LogoutOutcome, SessionProvider, Verdict,
 };
 use crate::auth::credential::Credential;
 use crate::auth::headers::Carries;
 use crate::auth::identity::Identity;
 use crate::config::{IdpConfig, StaticHeaders};
-use crate::connector::{self, Connector};
 
 /// Value of `provider` in the user context.
 pub const PROVIDER: &str = "sso_identity";
 
 /// Client for SSO identity sessions.
 pub struct SsoIdentityClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: HttpClient,
     /// `base_url` + `/sso/sessions/identities/`; the token and `.json` follow.
     prefix: String,
     /// `[idp] headers`, sent on every call; values are marked sensitive.
@@ -53,38 +49,16 @@ pub struct SsoIdentityClient {
     timeout: Duration,
 }
 
-/// Why the client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// `base_url` plus the API path is not a URI.
-    #[error("idp.base_url: {0}")]
-    Url(String),
-    /// TLS setup failed.
-    #[error("tls: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
 impl SsoIdentityClient {
     /// Builds a client for `cfg` (`base_url` must already point at the IdP or emulator).
     pub fn new(cfg: &IdpConfig) -> Result<Self, BuildError> {
-        let prefix = format!(
-            "{}{}",
-            cfg.base_url.trim_end_matches('/'),
-            wire::PATH_IDENTITIES
-        );
+        let prefix = super::endpoint(cfg, wire::PATH_IDENTITIES);
         // Checked once here with a sample token, so a per-call failure can only
         // come from the token, which is checked before every call.
         format!("{prefix}t{}", wire::PATH_SUFFIX)
             .parse::<Uri>()
             .map_err(|e| BuildError::Url(format!("{e}")))?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build(connector::build_with(
-                cfg.timeout,
-                cfg.ca.as_ref().map(|c| &*c.certs),
-                connector::Alpn::Http1,
-            )?);
+        let client = super::http_client(cfg)?;
         Ok(Self {
             client,
             prefix,
@@ -98,13 +72,7 @@ impl SsoIdentityClient {
         let uri: Uri = format!("{}{token}{}", self.prefix, wire::PATH_SUFFIX)
             .parse()
             .map_err(|_| IdpError::BadAnswer("identity session URI".into()))?;
-        let mut req = Request::builder().method(method);
-        if let Some(headers) = req.headers_mut() {
-            self.static_headers.apply_to(headers);
-        }
-        let req = req
-            .uri(uri)
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
+        let req = super::request(method, uri, &self.static_headers)
             .body(Full::new(Bytes::new()))
             .map_err(|e| IdpError::BadAnswer(format!("request building: {e}")))?;
         super::exchange(&self.client, req, self.timeout).await
