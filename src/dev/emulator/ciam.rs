@@ -32,8 +32,7 @@ use std::time::{Duration, Instant};
 
 use http::header::AUTHORIZATION;
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
@@ -41,10 +40,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use super::control::{
-    bad_request, create_session, lock, method_not_allowed, not_found, read_body, read_json,
-    Created, Ids, RecordedRequest,
+    create_session, lock, method_not_allowed, not_found, read_body, set_fault, Created, Ids,
+    RecordedRequest,
 };
-use super::handlers::{apply_fault, json_response, EmuBody, Resp};
+use super::handlers::{apply_fault, json_response, Resp};
 use super::users::{profile_key, User};
 use super::Fault;
 use crate::idp::ciam::wire;
@@ -344,22 +343,14 @@ async fn handle(emu: Arc<CiamEmulator>, req: Request<Incoming>) -> Resp {
         (wire::PATH_USERINFO, &Method::GET) => userinfo(&emu, req).await,
         (STATS_PATH, &Method::GET) => json_response(StatusCode::OK, &emu.stats()),
         (p @ (FAULT_PATH | USERINFO_FAULT_PATH), &Method::POST | &Method::PUT) => {
-            match read_json::<Fault>(req).await {
-                Ok(Fault::Status { status }) if !(200..=599).contains(&status) => {
-                    bad_request("status must be within 200..=599")
+            set_fault(req, |fault| {
+                if p == FAULT_PATH {
+                    emu.set_fault(fault);
+                } else {
+                    emu.set_userinfo_fault(fault);
                 }
-                Ok(fault) => {
-                    if p == FAULT_PATH {
-                        emu.set_fault(fault);
-                    } else {
-                        emu.set_userinfo_fault(fault);
-                    }
-                    let mut resp = Response::new(EmuBody::Full(Full::default()));
-                    *resp.status_mut() = StatusCode::NO_CONTENT;
-                    resp
-                }
-                Err(resp) => resp,
-            }
+            })
+            .await
         }
         (SESSIONS_PATH, &Method::POST) => {
             create_session(req, |body: CreateRequest| {

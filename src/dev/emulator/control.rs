@@ -10,13 +10,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use http::header::ALLOW;
 use http::request::Parts;
-use http::{HeaderValue, Request, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::handlers::{json_response, text, Resp};
+use super::handlers::{json_response, text, EmuBody, Resp};
+use super::Fault;
 
 /// Request bodies are tiny JSON objects; anything bigger is a client bug.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -119,6 +120,28 @@ pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, Resp> {
     }
 }
 
+/// `POST|PUT /__emulator/fault`: the [`Fault`] in the body, handed to
+/// `set`; 204. A status outside 200..=599 is refused: 1xx cannot be a final
+/// answer, and hyper would rewrite it to 500.
+pub(crate) async fn set_fault(req: Request<Incoming>, set: impl FnOnce(Fault)) -> Resp {
+    match read_json::<Fault>(req).await {
+        Ok(Fault::Status { status } | Fault::RetryAfter { status, .. })
+            if !(200..=599).contains(&status) =>
+        {
+            bad_request("status must be within 200..=599")
+        }
+        Ok(fault) => {
+            tracing::info!(?fault, "emulator fault set");
+            set(fault);
+            let mut resp = Response::new(EmuBody::Full(http_body_util::Full::default()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        }
+        Err(resp) => resp,
+    }
+}
+
+/// The JSON body of `req`, or a 400 to answer with.
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
 ) -> Result<T, Resp> {

@@ -25,19 +25,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::AUTHORIZATION;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
 use super::control::{
-    bad_request, create_session, lock, method_not_allowed, not_found, read_body, read_json, record,
-    Ids,
+    create_session, lock, method_not_allowed, not_found, read_body, record, set_fault, Ids,
 };
 pub use super::control::{CreateRequest, Created, RecordedRequest};
-use super::handlers::{apply_fault, json_response, EmuBody, Resp};
+use super::handlers::{apply_fault, json_response, Resp};
 use super::users::{profile_key, User};
 use super::Fault;
 use crate::idp::enos::wire;
@@ -251,20 +249,7 @@ async fn handle(emu: Arc<EnosEmulator>, req: Request<Incoming>) -> Resp {
         (p, &Method::POST) if p == session_info_path() => session_info(&emu, req).await,
         ("/__emulator/stats", &Method::GET) => json_response(StatusCode::OK, &emu.stats()),
         ("/__emulator/fault", &Method::POST | &Method::PUT) => {
-            match read_json::<Fault>(req).await {
-                Ok(Fault::Status { status } | Fault::RetryAfter { status, .. })
-                    if !(200..=599).contains(&status) =>
-                {
-                    bad_request("status must be within 200..=599")
-                }
-                Ok(fault) => {
-                    emu.set_fault(fault);
-                    let mut resp = Response::new(EmuBody::Full(Full::default()));
-                    *resp.status_mut() = StatusCode::NO_CONTENT;
-                    resp
-                }
-                Err(resp) => resp,
-            }
+            set_fault(req, |fault| emu.set_fault(fault)).await
         }
         ("/__emulator/sessions", &Method::POST) => {
             create_session(req, |body: CreateRequest| {
