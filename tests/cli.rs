@@ -558,26 +558,36 @@ fn post(addr: SocketAddr, path: &str, headers: &str, body: &str) -> Option<Strin
 /// listens and creates a session for profile 518 over HTTP. The emulator
 /// runs as long as the returned guard lives.
 fn standalone_emulator_with_a_session(args: &[&str]) -> (Running, SocketAddr, String) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut cmd = sessiongate();
-    cmd.arg("emulator")
-        .args(args)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = Running(cmd.spawn().unwrap());
-    let started = Instant::now();
-    let created = loop {
-        if let Some(answer) = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#) {
-            break answer;
+    // The free port may be taken before the child binds it: the child then
+    // exits at once and another port is tried.
+    let (child, addr, created) = 'start: {
+        for _attempt in 1..=5 {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let mut cmd = sessiongate();
+            cmd.arg("emulator")
+                .args(args)
+                .arg("--listen")
+                .arg(addr.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let mut child = Running(cmd.spawn().unwrap());
+            let started = Instant::now();
+            loop {
+                if child.0.try_wait().unwrap().is_some() {
+                    break;
+                }
+                let answer = post(addr, "/__emulator/sessions", "", r#"{"profileId": "518"}"#);
+                if let Some(answer) = answer {
+                    break 'start (child, addr, answer);
+                }
+                assert!(
+                    started.elapsed() < PROCESS_DEADLINE,
+                    "emulator never listened"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        assert!(child.0.try_wait().unwrap().is_none(), "emulator exited");
-        assert!(
-            started.elapsed() < PROCESS_DEADLINE,
-            "emulator never listened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        panic!("the emulator exited on five free ports in a row");
     };
     let json: serde_json::Value =
         serde_json::from_str(created.split_once("\r\n\r\n").unwrap().1).unwrap();

@@ -110,7 +110,7 @@ async fn a_cross_site_logout_shows_the_403_page_to_the_browser() {
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_502_page_without_its_address() {
     let dead = support::dead_addr().await;
-    let h = Harness::builder().upstream(dead).start().await;
+    let h = Harness::builder().upstream(dead.addr()).start().await;
     let r = h.get("/public/x", &[("accept", BROWSER)]).await;
     let page = assert_page(&r, 502, "Application is unreachable");
     assert!(!page.contains(&dead.to_string()), "{page}");

@@ -216,7 +216,7 @@ async fn method_query_and_headers_arrive_as_sent() {
 #[tokio::test]
 async fn upstream_down_is_502_upstream_unreachable() {
     let dead = support::dead_addr().await;
-    let h = Harness::builder().upstream(dead).start().await;
+    let h = Harness::builder().upstream(dead.addr()).start().await;
     assert_gateway_error(&h.get("/public/x", &[]).await, 502, "upstream_unreachable");
     let cookie = h.login(users::INVESTOR);
     assert_gateway_error(

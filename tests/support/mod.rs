@@ -710,12 +710,38 @@ pub async fn canned_server(response: &'static [u8], delay: Duration) -> SocketAd
     addr
 }
 
-/// An address nothing listens on (bound, then released).
-pub async fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
-    a
+/// An address that refuses connections for as long as it lives.
+///
+/// The port stays bound but never listens: a port that was bound and
+/// released could be taken by a server of a test running in parallel, which
+/// would then answer in place of "nothing there".
+pub struct DeadAddr {
+    addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl DeadAddr {
+    /// The refusing address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl std::fmt::Display for DeadAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
+}
+
+/// An address nothing listens on (see [`DeadAddr`]).
+pub async fn dead_addr() -> DeadAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    DeadAddr {
+        addr,
+        _socket: socket,
+    }
 }
 
 /// FNV-1a of `data`, as the echo upstream reports it.
