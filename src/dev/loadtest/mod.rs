@@ -537,9 +537,10 @@ mod tests {
 
     #[tokio::test]
     async fn refused_connection_is_an_error_not_a_hang() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let a = l.local_addr().unwrap();
-        drop(l);
+        // Bound but not listening: refuses, and no parallel test can take it.
+        let dead = tokio::net::TcpSocket::new_v4().unwrap();
+        dead.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = dead.local_addr().unwrap();
         assert!(matches!(
             run(spec(format!("http://{a}/"))).await,
             Err(LoadError::Connect(..))
