@@ -266,8 +266,10 @@ impl Cluster {
         observe: Observer,
     ) -> Result<Arc<Cluster>, redis::RedisError> {
         let client = redis::Client::open(cfg.redis_url.as_str())?;
+        // Room for every live session the cache can hold, with a wide margin:
+        // a revocation whose tag is not here is not applied on this replica.
         let index = moka::future::Cache::builder()
-            .max_capacity(settings.max_entries)
+            .max_capacity(settings.max_entries.saturating_mul(4))
             .time_to_live(settings.max_ttl.max(settings.negative_ttl) + settings.stale_retention)
             .build();
         let cluster = Arc::new(Cluster {
@@ -377,19 +379,40 @@ impl Cluster {
         F: Future<Output = Result<Verdict, IdpError>>,
     {
         let tag = self.keys.credential(key);
+        // Indexed before the lookup, so a revocation arriving while it runs
+        // finds the entry (the cache then waits for this call, and buries it).
         self.index.insert(tag.clone(), key.clone()).await;
+        let answer = self.fetch_shared(key, &tag, renewing, idp).await;
+        // Only live sessions need finding later: garbage credentials must not
+        // crowd real ones out of the index.
+        if !matches!(answer, Ok(Verdict::Valid { .. })) {
+            self.index.invalidate(&tag).await;
+        }
+        answer
+    }
+
+    async fn fetch_shared<F>(
+        &self,
+        key: &Credential,
+        tag: &Tag,
+        renewing: Option<SystemTime>,
+        idp: F,
+    ) -> Result<Verdict, IdpError>
+    where
+        F: Future<Output = Result<Verdict, IdpError>>,
+    {
         let session = self
             .settings
             .session_ids
             .then(|| self.keys.session_id(key.id()));
         let mut owns_lock = false;
-        match self.read(key, &tag, session.as_ref(), renewing).await {
+        match self.read(key, tag, session.as_ref(), renewing).await {
             Shared::Answer(verdict) => return Ok(verdict),
             Shared::Unreachable => {}
             Shared::Nothing => {
-                owns_lock = self.lock(&tag).await == Some(true);
+                owns_lock = self.lock(tag).await == Some(true);
                 if !owns_lock {
-                    match self.wait_for(key, &tag, session.as_ref(), renewing).await {
+                    match self.wait_for(key, tag, session.as_ref(), renewing).await {
                         Waited::Answer(verdict) => return Ok(verdict),
                         Waited::LockFreed => owns_lock = true,
                         Waited::GaveUp => {}
@@ -398,7 +421,7 @@ impl Cluster {
             }
         }
         let answer = idp.await;
-        self.share(&tag, &answer, owns_lock);
+        self.share(tag, &answer, owns_lock);
         answer
     }
 
