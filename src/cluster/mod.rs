@@ -409,16 +409,16 @@ impl Cluster {
         match self.read(key, tag, session.as_ref(), renewing).await {
             Shared::Answer(verdict) => return Ok(verdict),
             Shared::Unreachable => {}
-            Shared::Nothing => {
-                owns_lock = self.lock(tag).await == Some(true);
-                if !owns_lock {
-                    match self.wait_for(key, tag, session.as_ref(), renewing).await {
-                        Waited::Answer(verdict) => return Ok(verdict),
-                        Waited::LockFreed => owns_lock = true,
-                        Waited::GaveUp => {}
-                    }
-                }
-            }
+            Shared::Nothing => match self.lock(tag).await {
+                Some(true) => owns_lock = true,
+                Some(false) => match self.wait_for(key, tag, session.as_ref(), renewing).await {
+                    Waited::Answer(verdict) => return Ok(verdict),
+                    Waited::LockFreed => owns_lock = true,
+                    Waited::GaveUp => {}
+                },
+                // Redis stopped answering: no one to wait for.
+                None => {}
+            },
         }
         let answer = idp.await;
         self.share(tag, &answer, owns_lock);
