@@ -308,20 +308,12 @@ impl Cluster {
             .set_number_of_retries(1)
             .set_max_delay(1000);
         let connecting = self.client.get_connection_manager_with_config(config);
-        match tokio::time::timeout(self.cfg.connect_timeout * 2, connecting).await {
-            Ok(Ok(conn)) => {
-                *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Some(conn);
-                true
-            }
-            Ok(Err(e)) => {
-                self.failed(&e);
-                false
-            }
-            Err(_) => {
-                (self.observe)(Event::RedisError(ErrorKind::Timeout));
-                false
-            }
-        }
+        let connected = tokio::time::timeout(self.cfg.connect_timeout * 2, connecting).await;
+        let Some(conn) = settle(&self.observe, connected) else {
+            return false;
+        };
+        *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+        true
     }
 
     /// Runs `cmd` within `command_timeout`; a failure is counted and is `None`.
@@ -340,29 +332,10 @@ impl Cluster {
         run: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
     ) -> Option<T> {
         let conn = self.conn()?;
-        match tokio::time::timeout(self.cfg.command_timeout, run(conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.failed(&e);
-                None
-            }
-            Err(_) => {
-                (self.observe)(Event::RedisError(ErrorKind::Timeout));
-                None
-            }
-        }
-    }
-
-    fn failed(&self, e: &redis::RedisError) {
-        let kind = if e.is_timeout() {
-            ErrorKind::Timeout
-        } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-            ErrorKind::Connection
-        } else {
-            ErrorKind::Other
-        };
-        (self.observe)(Event::RedisError(kind));
-        tracing::debug!(error = %e, "redis command failed");
+        settle(
+            &self.observe,
+            tokio::time::timeout(self.cfg.command_timeout, run(conn)).await,
+        )
     }
 
     /// The answer for `key` on a local miss: shared by another replica, or
@@ -571,14 +544,8 @@ impl Cluster {
         let observe = Arc::clone(&self.observe);
         tokio::spawn(async move {
             let mut conn = conn;
-            match tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    observe(Event::RedisError(ErrorKind::Other));
-                    tracing::debug!(error = %e, "sharing a session answer failed");
-                }
-                Err(_) => observe(Event::RedisError(ErrorKind::Timeout)),
-            }
+            let shared = tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn)).await;
+            settle(&observe, shared);
         });
     }
 
@@ -626,6 +593,30 @@ impl Cluster {
             + self.settings.stale_retention
             + Duration::from_secs(60)
     }
+}
+
+/// The value of a Redis call bounded by a timeout; a failure is counted
+/// (by kind) and is `None`.
+fn settle<T>(
+    observe: &Observer,
+    result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+) -> Option<T> {
+    let kind = match result {
+        Ok(Ok(v)) => return Some(v),
+        Err(_) => ErrorKind::Timeout,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "redis command failed");
+            if e.is_timeout() {
+                ErrorKind::Timeout
+            } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                ErrorKind::Connection
+            } else {
+                ErrorKind::Other
+            }
+        }
+    };
+    observe(Event::RedisError(kind));
+    None
 }
 
 /// What Redis holds for a session, as far as this replica can tell.
