@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{LOCATION, SET_COOKIE};
@@ -25,7 +25,8 @@ use crate::auth::cache::{Cached, Fresh, Lookup, RefreshTicket, Refreshed, Sessio
 use crate::auth::credential::{Credential, CredentialSource, Fingerprint, Found};
 use crate::auth::headers::{Authenticated, HeaderPlan, InvalidPrefix};
 use crate::auth::jwt::{Signer, JWKS_PATH};
-use crate::config::Config;
+use crate::cluster::{self, Cluster, Target};
+use crate::config::{Config, ProviderConfig};
 use crate::error::{json_response, GatewayError};
 use crate::html;
 use crate::idp::guard::{self, Guarded};
@@ -52,6 +53,9 @@ pub enum BuildError {
     /// `headers.prefix` cannot name headers.
     #[error(transparent)]
     HeaderPrefix(#[from] InvalidPrefix),
+    /// `cluster.redis_url` cannot be used.
+    #[error("cluster.redis_url: {0}")]
+    Cluster(#[from] redis::RedisError),
     /// `jwt.key_file` (it may have changed since the config was checked).
     #[error("jwt.{0}")]
     JwtKey(#[from] crate::server::pem::LoadError),
@@ -67,6 +71,11 @@ pub struct Gateway {
     signer: Option<Arc<Signer>>,
     /// Serve the JWKS on this listener too (`jwt.public_jwks`).
     public_jwks: bool,
+    /// Shared state across replicas, with `[cluster]` on.
+    cluster: Option<Arc<Cluster>>,
+    /// The provider's credential starts with its session id (IID), so
+    /// `/revoke` takes a `sessionId`.
+    session_ids: bool,
     /// `{prefix}stale`, sent upstream with `1` when a request is admitted stale.
     stale_header: HeaderName,
     /// This gateway, for the background renewals it spawns.
@@ -116,7 +125,25 @@ impl Gateway {
             .max()
             .unwrap_or(Duration::ZERO);
         let forwarder = Forwarder::new(&cfg.upstream)?;
-        Ok(Arc::new_cyclic(|me| Self {
+        let cache = SessionCache::with_retention(&cfg.cache, retention);
+        let session_ids = matches!(cfg.idp.provider, ProviderConfig::Iid(_));
+        let cluster = match &cfg.cluster {
+            Some(c) => Some(Cluster::start(
+                c,
+                cluster::Settings {
+                    cache: cache.clone(),
+                    max_ttl: cfg.cache.max_ttl,
+                    negative_ttl: cfg.cache.negative_ttl,
+                    stale_retention: retention,
+                    idp_timeout: cfg.idp.timeout,
+                    max_entries: cfg.cache.max_entries,
+                    session_ids,
+                },
+                cluster_metrics(Arc::clone(&admin)),
+            )?),
+            None => None,
+        };
+        let gateway = Arc::new_cyclic(|me| Self {
             plan,
             signer,
             public_jwks: cfg.jwt.as_ref().is_some_and(|j| j.public_jwks),
@@ -129,7 +156,9 @@ impl Gateway {
             },
             routes,
             admin,
-            cache: SessionCache::with_retention(&cfg.cache, retention),
+            cache,
+            cluster,
+            session_ids,
             idp,
             forwarder,
             login_url: cfg.session.login_url.clone(),
@@ -137,7 +166,58 @@ impl Gateway {
             trusted_proxies: cfg.server.trusted_proxies.clone().into(),
             max_header_bytes: cfg.server.max_header_bytes,
             access_log: cfg.log.access,
-        }))
+        });
+        let me = Arc::downgrade(&gateway);
+        gateway.admin.set_revoke(Arc::new(move |body| {
+            let me = me.clone();
+            Box::pin(async move {
+                match me.upgrade() {
+                    Some(gateway) => gateway.revoke_request(&body).await,
+                    None => json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({"status": "shutting_down"}),
+                    ),
+                }
+            })
+        }));
+        Ok(gateway)
+    }
+
+    /// Revokes `target` here and, with `[cluster]`, on every replica;
+    /// returns how many local entries were dropped. Logout and the admin
+    /// `/revoke` both come here.
+    pub async fn revoke(&self, target: &Target) -> usize {
+        if let Some(cluster) = &self.cluster {
+            return cluster.revoke(target).await;
+        }
+        match target {
+            Target::Credential(key) => usize::from(self.cache.revoke(key).await),
+            Target::SessionId(id) => self.cache.revoke_where(|key| key.id() == id.as_str()).await,
+        }
+    }
+
+    /// `POST /revoke` on the admin listener: 200 with how many local entries
+    /// went, or 400 naming the body it wants.
+    async fn revoke_request(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        match Target::parse(body, self.session_ids) {
+            Ok(target) => {
+                let dropped = self.revoke(&target).await;
+                tracing::info!(
+                    target = match &target {
+                        Target::Credential(key) => format!("credential {}", key.fingerprint()),
+                        Target::SessionId(_) => "session id".to_owned(),
+                    },
+                    dropped,
+                    cluster = self.cluster.is_some(),
+                    "session revoked through the admin listener"
+                );
+                json_response(StatusCode::OK, &json!({ "dropped": dropped }))
+            }
+            Err(e) => json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"status": "bad_request", "reason": e.to_string()}),
+            ),
+        }
     }
 
     /// Readiness latch and metrics.
@@ -561,9 +641,10 @@ impl Gateway {
         };
         self.admin.metrics().refresh_started();
         tokio::spawn(async move {
+            let renewing = Some(ticket.fresh_until());
             let result = gateway
                 .cache
-                .refresh(&key, ticket, gateway.resolve_for(&key, client))
+                .refresh(&key, ticket, gateway.resolve_for(&key, client, renewing))
                 .await;
             gateway.admin.metrics().refreshed(match result {
                 Refreshed::Valid => RefreshResult::Valid,
@@ -593,27 +674,29 @@ impl Gateway {
         headers: &HeaderMap,
         peer: IpAddr,
     ) -> Result<Fresh, IdpError> {
-        self.resolve_for(key, self.client_info(headers, peer)).await
+        self.resolve_for(key, self.client_info(headers, peer), None)
+            .await
     }
 
-    /// [`Gateway::resolve`] with the client info already gathered.
-    async fn resolve_for(&self, key: &Credential, client: ClientInfo) -> Result<Fresh, IdpError> {
-        let asked = Instant::now();
-        let answer = self.idp.fetch(key, &client).await;
-        let result = match &answer {
-            Ok(Verdict::Valid { .. }) => Some(IdpResult::Valid),
-            Ok(Verdict::Invalid { .. }) => Some(IdpResult::Invalid),
-            Err(IdpError::Unavailable(_)) => Some(IdpResult::Unavailable),
-            Err(IdpError::Timeout) => Some(IdpResult::Timeout),
-            Err(IdpError::BadAnswer(_)) => Some(IdpResult::BadAnswer),
-            Err(IdpError::Backoff { cause, .. }) => {
-                (*cause == Backoff::Throttled).then_some(IdpResult::Throttled)
+    /// [`Gateway::resolve`] with the client info already gathered. With
+    /// `[cluster]`, another replica's answer stands in for the IdP call;
+    /// `renewing` (a refresh-ahead) asks for an answer newer than that.
+    async fn resolve_for(
+        &self,
+        key: &Credential,
+        client: ClientInfo,
+        renewing: Option<Instant>,
+    ) -> Result<Fresh, IdpError> {
+        let call = self.call_idp(key, &client);
+        let answer = match &self.cluster {
+            Some(cluster) => {
+                let renewing = renewing.map(|until| {
+                    SystemTime::now() + until.saturating_duration_since(Instant::now())
+                });
+                cluster.fetch(key, renewing, call).await
             }
+            None => call.await,
         };
-        // Held off by the breaker or the slot limit: no call was made.
-        if let Some(result) = result {
-            self.admin.metrics().idp_call(asked.elapsed(), result);
-        }
         let answer = answer.and_then(|verdict| match verdict {
             Verdict::Valid {
                 identity,
@@ -622,7 +705,10 @@ impl Gateway {
                 let mut auth = self
                     .plan
                     .render(&identity)
-                    .map_err(|e| IdpError::BadAnswer(e.to_string()))?;
+                    .map_err(|e| {
+                        tracing::warn!(session = %key.fingerprint(), error = %e, "IdP answer cannot be sent as headers");
+                        IdpError::BadAnswer(e.to_string())
+                    })?;
                 // Signed here, once per cached session, never on a cache hit.
                 if let Some(signer) = &self.signer {
                     auth = auth.with_token(signer.issue(
@@ -639,6 +725,27 @@ impl Gateway {
                 Ok(Fresh::Invalid)
             }
         });
+        answer
+    }
+
+    /// One IdP call, counted in the metrics and logged when it fails.
+    async fn call_idp(&self, key: &Credential, client: &ClientInfo) -> Result<Verdict, IdpError> {
+        let asked = Instant::now();
+        let answer = self.idp.fetch(key, client).await;
+        let result = match &answer {
+            Ok(Verdict::Valid { .. }) => Some(IdpResult::Valid),
+            Ok(Verdict::Invalid { .. }) => Some(IdpResult::Invalid),
+            Err(IdpError::Unavailable(_)) => Some(IdpResult::Unavailable),
+            Err(IdpError::Timeout) => Some(IdpResult::Timeout),
+            Err(IdpError::BadAnswer(_)) => Some(IdpResult::BadAnswer),
+            Err(IdpError::Backoff { cause, .. }) => {
+                (*cause == Backoff::Throttled).then_some(IdpResult::Throttled)
+            }
+        };
+        // Held off by the breaker or the slot limit: no call was made.
+        if let Some(result) = result {
+            self.admin.metrics().idp_call(asked.elapsed(), result);
+        }
         match &answer {
             // Once per IdP call: coalesced waiters share this call and its log line.
             Err(e) if result.is_some() => {
@@ -670,8 +777,9 @@ impl Gateway {
         let mut remote = Ok(());
         if let Found::Present(key) = self.credentials.read(&parts.headers) {
             log.session = Some(key.fingerprint());
-            // Revoke locally first: the cookie must stop working even if the IdP is down.
-            self.cache.revoke(&key).await;
+            // Revoke here (and across the fleet) first: the cookie must stop
+            // working even if the IdP is down.
+            self.revoke(&Target::Credential(key.clone())).await;
             remote = self.idp.logout(&key).await.map(|_| ());
         }
         let mut resp = match (remote, safe_return_to(parts.uri.query())) {
@@ -782,6 +890,24 @@ fn guard_metrics(admin: Arc<Admin>) -> guard::Observer {
                 ProbeResult::Failure
             }),
             guard::Event::InFlight(delta) => metrics.idp_in_flight(delta),
+        }
+    })
+}
+
+/// The cluster layer's events as admin metrics.
+fn cluster_metrics(admin: Arc<Admin>) -> cluster::Observer {
+    Arc::new(move |event| {
+        let m = admin.metrics().cluster();
+        match event {
+            cluster::Event::L2(r) => m.l2(r.as_str()),
+            cluster::Event::LockWait(r) => m.lock_wait(r.as_str()),
+            cluster::Event::RevocationSent => m.revocation_sent(),
+            cluster::Event::RevocationReceived => m.revocation_received(),
+            cluster::Event::RevocationReplayed => m.revocation_replayed(),
+            cluster::Event::RevocationDropped => m.revocation_dropped(),
+            cluster::Event::Flushed(r) => m.flushed(r.as_str()),
+            cluster::Event::RedisError(k) => m.redis_error(k.as_str()),
+            cluster::Event::Degraded(d) => m.set_degraded(d),
         }
     })
 }

@@ -20,6 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
+use super::cluster_metrics::ClusterMetrics;
+
 /// Upper bounds of the latency buckets in nanoseconds: 100 µs to 10 s, 1-2.5-5 steps.
 pub const LATENCY_BUCKETS_NANOS: [u64; 16] = [
     100_000,
@@ -414,6 +416,7 @@ pub struct Metrics {
     breaker_probes: Box<[Counter]>,
     idp_in_flight: Gauge,
     log_lines_dropped: Counter,
+    cluster: ClusterMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -550,6 +553,8 @@ impl Metrics {
             log_lines_dropped.clone(),
         );
 
+        let cluster = ClusterMetrics::register(&mut registry);
+
         let intern = |name: &str| RouteLabel::new(name, &request_duration);
         let no_route = intern(NO_ROUTE);
         let routes = route_prefixes
@@ -580,7 +585,13 @@ impl Metrics {
             breaker_probes,
             idp_in_flight,
             log_lines_dropped,
+            cluster,
         }
+    }
+
+    /// The shared-state metrics (`sessiongate_cluster_*`).
+    pub fn cluster(&self) -> &ClusterMetrics {
+        &self.cluster
     }
 
     /// The label for a matched route prefix (`None`: no route matched).

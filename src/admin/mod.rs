@@ -7,20 +7,25 @@
 //!   until [`Admin::set_ready`] says otherwise (readiness: starting, shutting down).
 //! - `GET /metrics`: OpenMetrics text, see [`Metrics`].
 //! - `GET /.well-known/jwks.json`: the identity token's public keys, with `[jwt]` on.
+//! - `POST /revoke`: revokes a session on this replica and, with `[cluster]`,
+//!   on every replica (see the gateway's handler).
 
+mod cluster_metrics;
 mod metrics;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use tokio::net::TcpListener;
 
 use crate::server::{self, ServeOptions};
 
+pub use cluster_metrics::ClusterMetrics;
 pub use metrics::{
     AuthOutcome, BreakerState, IdpRejection, IdpResult, Metrics, Mode, ProbeResult, RefreshResult,
     RouteLabel, UpstreamResult, LATENCY_BUCKETS_NANOS, MAX_ROUTE_LABELS, NO_ROUTE, OTHER_ROUTE,
@@ -38,6 +43,16 @@ pub type ScrapeHook = Box<dyn Fn(&Metrics) + Send + Sync>;
 /// Where `/.well-known/jwks.json` comes from (the JWT signer's current keys).
 pub type JwksSource = Box<dyn Fn() -> Bytes + Send + Sync>;
 
+/// Answers a `POST /revoke` body (the gateway parses it and revokes).
+pub type RevokeHandler =
+    Arc<dyn Fn(Bytes) -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> + Send + Sync>;
+
+/// Path of the revocation endpoint.
+pub const REVOKE: &str = "/revoke";
+
+/// Largest `/revoke` body accepted: a credential is at most a few KiB.
+const MAX_REVOKE_BODY: usize = 16 * 1024;
+
 /// Path of the JWKS (also served on the public listener with `jwt.public_jwks`).
 const JWKS: &str = "/.well-known/jwks.json";
 
@@ -53,6 +68,8 @@ pub struct Admin {
     on_scrape: Mutex<Vec<SharedHook>>,
     /// The JWKS, with `[jwt]` on; the endpoint answers 404 without it.
     jwks: Mutex<Option<Arc<dyn Fn() -> Bytes + Send + Sync>>>,
+    /// `POST /revoke`, once the gateway is built.
+    revoke: Mutex<Option<RevokeHandler>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -74,6 +91,7 @@ impl Admin {
             metrics: Metrics::new(route_prefixes),
             on_scrape: Mutex::new(Vec::new()),
             jwks: Mutex::new(None),
+            revoke: Mutex::new(None),
         })
     }
 
@@ -109,6 +127,46 @@ impl Admin {
     /// Serves `/.well-known/jwks.json` from `source`.
     pub fn set_jwks(&self, source: JwksSource) {
         *self.jwks.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::from(source));
+    }
+
+    /// Serves `POST /revoke` with `handler`.
+    pub fn set_revoke(&self, handler: RevokeHandler) {
+        *self.revoke.lock().unwrap_or_else(PoisonError::into_inner) = Some(handler);
+    }
+
+    /// `POST /revoke`: reads the (bounded) body and hands it to the handler.
+    pub async fn revoke<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let handler = self
+            .revoke
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(handler) = handler else {
+            return json(StatusCode::NOT_FOUND, r#"{"status":"not_found"}"#.into());
+        };
+        if req.method() != Method::POST {
+            let mut resp = json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"status":"method_not_allowed"}"#.into(),
+            );
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return resp;
+        }
+        match Limited::new(req.into_body(), MAX_REVOKE_BODY)
+            .collect()
+            .await
+        {
+            Ok(body) => handler(body.to_bytes()).await,
+            Err(_) => json(
+                StatusCode::BAD_REQUEST,
+                r#"{"status":"bad_request","reason":"body unreadable or over 16 KiB"}"#.into(),
+            ),
+        }
     }
 
     /// Answers one admin request; pure, so tests can call it without a socket.
@@ -222,9 +280,14 @@ pub async fn run(
     server::serve(
         listener,
         ServeOptions::default(),
-        move |req, _peer| {
+        move |req: Request<hyper::body::Incoming>, _peer| {
             let admin = Arc::clone(&admin);
-            async move { admin.handle(&req) }
+            async move {
+                if req.uri().path() == REVOKE {
+                    return admin.revoke(req).await;
+                }
+                admin.handle(&req)
+            }
         },
         shutdown,
     )

@@ -249,6 +249,13 @@ impl Stale {
 #[derive(Debug)]
 pub struct RefreshTicket(Arc<Entry>);
 
+impl RefreshTicket {
+    /// When the entry being renewed stops being fresh.
+    pub fn fresh_until(&self) -> Instant {
+        self.0.fresh_until
+    }
+}
+
 /// How a background renewal ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refreshed {
@@ -455,7 +462,14 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
     /// lived, so a logged-out cookie is refused at once and its last answer
     /// can never be served stale. The one revocation entry point: logout here,
     /// and any other source of revocations, call it.
-    pub async fn revoke(&self, key: &Credential) {
+    ///
+    /// Returns whether a live answer (not an earlier tombstone) was dropped.
+    pub async fn revoke(&self, key: &Credential) -> bool {
+        let had_answer = self
+            .inner
+            .get(key)
+            .await
+            .is_some_and(|s| s.latest().is_some_and(|e| !e.revoked));
         let mut tomb = Entry::new(
             Cached::Invalid,
             self.max_ttl.max(self.negative_ttl),
@@ -478,9 +492,35 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
                 .await
                 .into_value();
             if slot.latest().is_some_and(|e| e.revoked) {
-                return;
+                break;
             }
         }
+        had_answer
+    }
+
+    /// Revokes every cached credential `matches` picks (an IID session id
+    /// revoked with all its tokens); returns how many live answers went.
+    /// Walks the whole cache: for rare, operator-driven revocations only.
+    pub async fn revoke_where(&self, matches: impl Fn(&Credential) -> bool) -> usize {
+        let keys: Vec<Credential> = self
+            .inner
+            .iter()
+            .filter(|(k, _)| matches(k))
+            .map(|(k, _)| Credential::clone(&k))
+            .collect();
+        let mut dropped = 0;
+        for key in keys {
+            if self.revoke(&key).await {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Forgets every answer: for when revocations may have been missed and
+    /// no cached answer can be trusted any more. Later lookups ask again.
+    pub fn drop_all(&self) {
+        self.inner.invalidate_all();
     }
 
     /// Approximate number of live entries.

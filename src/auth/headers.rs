@@ -153,10 +153,10 @@ impl HeaderPlan {
         for (suffix, v) in &identity.extra {
             let name = HeaderName::from_bytes(format!("{}{suffix}", self.prefix).as_bytes())
                 .map_err(|_| RenderError {
-                    field: suffix,
+                    field: "extra",
                     why: "not a valid header name",
                 })?;
-            slots.push((name, v, suffix));
+            slots.push((name, v, "extra"));
         }
         slots.push((n.user_context.clone(), &context, "user_context"));
 
@@ -356,7 +356,7 @@ mod tests {
             locale: Some("en".into()),
             permissions: vec!["P2".into(), "P1".into()],
             roles: vec!["IID-INVESTOR".into()],
-            extra: vec![("authority-type", "SELF".into())],
+            extra: vec![("authority-type".into(), "SELF".into())],
             context: object(json!({
                 "roles": [{"code": "IID-INVESTOR", "organizationIds": [2]}],
                 "profile": {"nameAr": "ليلى"},

@@ -2,12 +2,15 @@
 //! about a user, whatever its own answer looks like. The headers the upstream
 //! receives are rendered from it once (see [`crate::auth::headers`]).
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// A validated user, as every provider reports it.
-#[derive(Clone, Default, PartialEq)]
+/// A validated user, as every provider reports it. Serializable so that
+/// replicas can share it (sealed, see `cluster`), never for logs.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
     /// Who the user is, in the provider's terms (IID: the acting profile
     /// id); sent as `{prefix}profile-id`. Empty only for a provider that
@@ -25,7 +28,7 @@ pub struct Identity {
     pub locale: Option<String>,
     /// Further provider-specific headers, as (name after the prefix, value),
     /// e.g. IID's `authority-type`.
-    pub extra: Vec<(&'static str, String)>,
+    pub extra: Vec<(Cow<'static, str>, String)>,
     /// What the provider says about the user that is not personal data: the
     /// body of `{prefix}user-context`, keys in the provider's order.
     pub context: Map<String, Value>,

@@ -103,6 +103,18 @@ pub const DEFAULT_ROUTE_AUTH: Auth = Auth::Required;
 /// Default `forward_auth.trust_loopback`: an ingress in the same pod reaches
 /// the decision listener over loopback.
 pub const DEFAULT_FORWARD_AUTH_TRUST_LOOPBACK: bool = true;
+/// Default `cluster.connect_timeout`.
+pub const DEFAULT_CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default `cluster.command_timeout`: Redis is an optimisation, so a request
+/// never waits long for it.
+pub const DEFAULT_CLUSTER_COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
+/// Default `cluster.revocation_retention`: how long a disconnected replica can
+/// be away and still replay every revocation it missed.
+pub const DEFAULT_CLUSTER_REVOCATION_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Default `cluster.outage_buffer`: revocations held while Redis is unreachable.
+pub const DEFAULT_CLUSTER_OUTAGE_BUFFER: usize = 10_000;
+/// Shortest `cluster.secret`, in bytes.
+pub const MIN_CLUSTER_SECRET_BYTES: usize = 32;
 /// Path used when no file is given and `$SESSIONGATE_CONFIG` is unset.
 pub const DEFAULT_CONFIG_PATH: &str = "config/sessiongate.toml";
 
@@ -131,6 +143,49 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Signed identity token; `None` when `jwt.key_file` is empty.
     pub jwt: Option<JwtConfig>,
+    /// Shared state across replicas; `None` when `cluster.redis_url` is empty.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: shared state across replicas on Redis.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// `redis://` or `rediss://` URL.
+    pub redis_url: String,
+    /// Keys and encrypts what is stored; at least [`MIN_CLUSTER_SECRET_BYTES`].
+    pub secret: Vec<u8>,
+    /// Longest wait for a (re)connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for one Redis command on a request's behalf.
+    pub command_timeout: Duration,
+    /// How long the revocation stream keeps an entry.
+    pub revocation_retention: Duration,
+    /// Revocations held in memory while Redis is unreachable.
+    pub outage_buffer: usize,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    /// The secret, and a password in the URL, never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("secret", &"<redacted>")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("revocation_retention", &self.revocation_retention)
+            .field("outage_buffer", &self.outage_buffer)
+            .finish()
+    }
+}
+
+/// `url` with any user info (a Redis password) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// `[jwt]`: an ES256 token asserting the identity, sent beside the identity

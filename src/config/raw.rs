@@ -18,7 +18,11 @@ use super::{
     DEFAULT_TLS_RELOAD_INTERVAL, DEFAULT_TOKEN_COOKIE, DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
     DEFAULT_UPSTREAM_TIMEOUT, DEFAULT_WORKERS,
 };
-use super::{DEFAULT_JWT_ISSUER, DEFAULT_JWT_RELOAD_INTERVAL, DEFAULT_JWT_TTL};
+use super::{
+    DEFAULT_CLUSTER_COMMAND_TIMEOUT, DEFAULT_CLUSTER_CONNECT_TIMEOUT,
+    DEFAULT_CLUSTER_OUTAGE_BUFFER, DEFAULT_CLUSTER_REVOCATION_RETENTION, DEFAULT_JWT_ISSUER,
+    DEFAULT_JWT_RELOAD_INTERVAL, DEFAULT_JWT_TTL,
+};
 
 /// A duration default as the text an operator would write (`"5m"`), so the
 /// default goes through the same parser as a configured value.
@@ -66,6 +70,36 @@ pub(super) struct RawConfig {
     pub(super) forward_auth: RawForwardAuth,
     pub(super) routes: Vec<RawRoute>,
     pub(super) jwt: RawJwt,
+    pub(super) cluster: RawCluster,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawCluster {
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) redis_url: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) secret: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) connect_timeout: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) command_timeout: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub(super) revocation_retention: String,
+    pub(super) outage_buffer: usize,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            secret: String::new(),
+            connect_timeout: duration_text(DEFAULT_CLUSTER_CONNECT_TIMEOUT),
+            command_timeout: duration_text(DEFAULT_CLUSTER_COMMAND_TIMEOUT),
+            revocation_retention: duration_text(DEFAULT_CLUSTER_REVOCATION_RETENTION),
+            outage_buffer: DEFAULT_CLUSTER_OUTAGE_BUFFER,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

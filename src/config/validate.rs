@@ -14,18 +14,18 @@ use http::Uri;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAdmin, RawCache, RawConfig, RawForwardAuth, RawHeaders, RawIdp, RawJwt, RawLog, RawRoute,
-    RawServer, RawSession, RawTls, RawUpstream,
+    RawAdmin, RawCache, RawCluster, RawConfig, RawForwardAuth, RawHeaders, RawIdp, RawJwt, RawLog,
+    RawRoute, RawServer, RawSession, RawTls, RawUpstream,
 };
 use super::SsoIdentityConfig;
 use super::{
-    AdminConfig, Auth, BreakerConfig, CaBundle, CacheConfig, CiamConfig, Config, ConfigError,
-    EnosConfig, ForwardAuthConfig, HeadersConfig, IdpConfig, IidConfig, LogConfig, LogFormat,
-    ProviderConfig, RefreshAhead, RouteConfig, Secret, ServerConfig, SessionConfig, StaticHeaders,
-    TlsConfig, Upstream, UpstreamClientConfig, UpstreamConfig, DEFAULT_CIAM_SUBJECT_POINTER,
-    DEFAULT_IID_CLIENT_ID, DEFAULT_STALE_IF_ERROR,
+    AdminConfig, Auth, BreakerConfig, CaBundle, CacheConfig, CiamConfig, ClusterConfig, Config,
+    ConfigError, EnosConfig, ForwardAuthConfig, HeadersConfig, IdpConfig, IidConfig, LogConfig,
+    LogFormat, ProviderConfig, RefreshAhead, RouteConfig, Secret, ServerConfig, SessionConfig,
+    StaticHeaders, TlsConfig, Upstream, UpstreamClientConfig, UpstreamConfig,
+    DEFAULT_CIAM_SUBJECT_POINTER, DEFAULT_IID_CLIENT_ID, DEFAULT_STALE_IF_ERROR,
 };
-use super::{JwtConfig, DEFAULT_JWT_HEADER_SUFFIX, MIN_JWT_TTL};
+use super::{JwtConfig, DEFAULT_JWT_HEADER_SUFFIX, MIN_CLUSTER_SECRET_BYTES, MIN_JWT_TTL};
 use crate::server::pem;
 
 /// Collects validation errors, each prefixed with its key path.
@@ -70,6 +70,7 @@ impl RawConfig {
         let log = log(self.log, &mut p);
         let admin = admin(self.admin, server.listen, &mut p);
         let forward_auth = forward_auth(self.forward_auth, server.listen, &admin, &mut p);
+        let cluster = cluster(self.cluster, &mut p);
         let routes = routes(
             self.routes,
             forward_auth.listen.is_some(),
@@ -93,6 +94,7 @@ impl RawConfig {
             forward_auth,
             routes,
             jwt,
+            cluster,
         })
     }
 }
@@ -640,6 +642,53 @@ fn admin(raw: RawAdmin, public: SocketAddr, p: &mut Problems) -> AdminConfig {
         }
     };
     AdminConfig { listen }
+}
+
+/// Off without a URL; with one, a `redis://`/`rediss://` URL and a secret
+/// long enough to key an HMAC and a cipher.
+fn cluster(raw: RawCluster, p: &mut Problems) -> Option<ClusterConfig> {
+    let url = raw.redis_url.trim();
+    if url.is_empty() {
+        return None;
+    }
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        p.push(
+            "cluster.redis_url",
+            format_args!(
+                "{:?} must start with redis:// or rediss:// (TLS)",
+                crate::config::redact_url(url)
+            ),
+        );
+    } else if let Err(e) = redis::Client::open(url) {
+        p.push(
+            "cluster.redis_url",
+            format_args!("{}: {e}", crate::config::redact_url(url)),
+        );
+    }
+    if raw.secret.len() < MIN_CLUSTER_SECRET_BYTES {
+        p.push(
+            "cluster.secret",
+            format_args!(
+                "required with cluster.redis_url: at least {MIN_CLUSTER_SECRET_BYTES} bytes (from a Kubernetes Secret; e.g. `head -c 48 /dev/urandom | base64`), got {}",
+                raw.secret.len()
+            ),
+        );
+    }
+    let connect_timeout = p.positive_duration("cluster.connect_timeout", &raw.connect_timeout);
+    let command_timeout = p.positive_duration("cluster.command_timeout", &raw.command_timeout);
+    let revocation_retention =
+        p.positive_duration("cluster.revocation_retention", &raw.revocation_retention);
+    if raw.outage_buffer == 0 {
+        p.push("cluster.outage_buffer", "must be greater than zero");
+    }
+    Some(ClusterConfig {
+        redis_url: url.to_owned(),
+        secret: raw.secret.into_bytes(),
+        connect_timeout,
+        command_timeout,
+        revocation_retention,
+        outage_buffer: raw.outage_buffer,
+    })
 }
 
 /// The decision listener shares no port with the public or admin listener

@@ -250,7 +250,7 @@ fn to_identity(data: ChildSession, key: &Credential) -> Result<(Identity, Durati
         locale,
         extra: data
             .authority_type
-            .map(|a| vec![("authority-type", a)])
+            .map(|a| vec![("authority-type".into(), a)])
             .unwrap_or_default(),
         expires_at: SystemTime::now().checked_add(expires_in),
     };
