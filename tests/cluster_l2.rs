@@ -69,7 +69,8 @@ async fn three_gateways_and_300_sessions_each_through_every_gateway_make_300_idp
     assert_eq!(
         fleet.idp_fetches(),
         300,
-        "one IdP call per session for the whole fleet (L2 hits counted: {hits})"
+        "one IdP call per session for the whole fleet (L2 hits counted: {hits}):{}",
+        fleet.cluster_metrics().await
     );
     assert_eq!(hits, 600.0, "the second and third replica read Redis");
 

@@ -185,6 +185,16 @@ async fn a_redis_that_comes_back_empty_makes_every_replica_drop_its_cache() {
         );
     }
 
+    // Each replica's command connection comes back by itself (its first
+    // command after the restart may fail and fall back to the IdP).
+    for h in [&a, &b] {
+        fleet.wait_connected(h).await;
+    }
+    assert_eq!(
+        fleet.idp_fetches(),
+        1,
+        "the probes' own IdP calls are not counted"
+    );
     // A lost its copy and Redis has none: the IdP again. B then finds A's new entry.
     assert_admitted(&get_app(&a, &cookie).await, users::INVESTOR, "A after");
     assert_eq!(fleet.idp_fetches(), 2, "A asked the IdP again");

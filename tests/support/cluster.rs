@@ -3,6 +3,7 @@
 //! (the first gateway's), as replicas of one deployment do.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ pub struct Fleet {
     pub gateways: Vec<Arc<Harness>>,
     /// The shared Redis (dropped last, after the gateways stopped).
     pub redis: RedisServer,
+    /// IdP calls made by [`Fleet::wait_connected`]'s probes, left out of
+    /// [`Fleet::idp_fetches`].
+    probe_fetches: AtomicU64,
 }
 
 impl Fleet {
@@ -46,11 +50,13 @@ impl Fleet {
         let mut fleet = Fleet {
             gateways: Vec::new(),
             redis,
+            probe_fetches: AtomicU64::new(0),
         };
         let first = tweak(clustered(Harness::builder(), &fleet.redis, SECRET))
             .start()
             .await;
         fleet.gateways.push(Arc::new(first));
+        fleet.wait_connected(&fleet.gateways[0]).await;
         for _ in 1..n {
             let builder = tweak(clustered(Harness::builder(), &fleet.redis, SECRET));
             fleet.join(builder).await;
@@ -69,7 +75,50 @@ impl Fleet {
             .await;
         let h = Arc::new(h);
         self.gateways.push(Arc::clone(&h));
+        self.wait_connected(&h).await;
         h
+    }
+
+    /// Waits until `h` reads Redis: a replica connects in the background after
+    /// it starts, and until then it serves from its cache and the IdP alone.
+    /// Probes with sessions nobody has (each an IdP call, counted apart) until
+    /// one is looked up in Redis and found missing.
+    pub async fn wait_connected(&self, h: &Harness) {
+        const MISS: &str = r#"sessiongate_cluster_l2_lookups_total{result="miss"}"#;
+        static PROBE: AtomicU64 = AtomicU64::new(0);
+        let before = h.admin_metric(MISS).await;
+        let connected = within(RECONNECT_DEADLINE, POLL_STEP, || async {
+            let n = PROBE.fetch_add(1, Ordering::Relaxed);
+            let cookie = format!(
+                "iid_session_id=00000000-0000-4000-8000-{n:012}; iid_session_token=probe-{n}"
+            );
+            let fetches = self.a().idp_fetches();
+            let r = get_app(h, &cookie).await;
+            assert_eq!(r.status, 401, "probe: {:?}", r.body);
+            let cost = self.a().idp_fetches() - fetches;
+            self.probe_fetches.fetch_add(cost, Ordering::Relaxed);
+            h.admin_metric(MISS).await > before
+        })
+        .await;
+        assert!(
+            connected.is_some(),
+            "gateway {} never looked a session up in Redis",
+            h.addr
+        );
+    }
+
+    /// Every gateway's `sessiongate_cluster_*` series, for assertion messages.
+    pub async fn cluster_metrics(&self) -> String {
+        let mut out = String::new();
+        for (n, h) in self.gateways.iter().enumerate() {
+            let r = h.admin_request(http::Method::GET, "/metrics", "").await;
+            for line in String::from_utf8_lossy(&r.body).lines() {
+                if line.starts_with("sessiongate_cluster_") && !line.ends_with(" 0") {
+                    out.push_str(&format!("\n  gateway {n}: {line}"));
+                }
+            }
+        }
+        out
     }
 
     /// Gateway A, whose emulator and upstream everyone uses.
@@ -92,9 +141,10 @@ impl Fleet {
         self.a().login(profile)
     }
 
-    /// IdP fetches for the whole fleet (they all ask A's emulator).
+    /// IdP fetches for the whole fleet (they all ask A's emulator), but for
+    /// those of [`Fleet::wait_connected`]'s probes.
     pub fn idp_fetches(&self) -> u64 {
-        self.a().idp_fetches()
+        self.a().idp_fetches() - self.probe_fetches.load(Ordering::Relaxed)
     }
 }
 
