@@ -34,9 +34,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 pub mod browser;
+pub mod cluster;
 pub mod ingress;
 pub mod logs;
 pub mod providers;
+pub mod redis;
 pub mod system;
 
 /// API key the harness' emulator demands and the gateway sends.
@@ -347,12 +349,27 @@ impl Builder {
         } else {
             None
         };
+        // The admin listener (probes, metrics, revocation) lives as long as the harness.
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
+        let (admin_tx, admin_rx) = oneshot::channel::<()>();
+        stops.push(admin_tx);
+        tokio::spawn(sessiongate::admin::run(
+            admin_listener,
+            Arc::clone(gateway.admin()),
+            async move {
+                let _ = admin_rx.await;
+            },
+        ));
         let serving = Arc::clone(&gateway);
         let serving =
             tokio::spawn(async move { app::serve(&config, serving, listener, stop).await });
+        // As `app::run` does once everything fallible is done (the harness has no TLS to load).
+        gateway.admin().set_ready(true, "ok");
 
         Harness {
             addr: gateway_addr,
+            admin,
             forward_auth,
             upstream,
             echo: echo_addr,
@@ -377,6 +394,8 @@ impl Builder {
 pub struct Harness {
     /// Gateway address.
     pub addr: SocketAddr,
+    /// The admin listener: `/healthz`, `/readyz`, `/metrics`, `/revoke`.
+    pub admin: SocketAddr,
     /// With [`Builder::forward_auth`]: the decision listener's address.
     pub forward_auth: Option<SocketAddr>,
     /// Where routes point.
@@ -578,6 +597,34 @@ impl Harness {
             .token
     }
 
+    /// The IID emulator's base URL, as `idp.base_url` points at it: other
+    /// harnesses given it with [`Builder::idp_base_url`] share this emulator
+    /// (and its sessions and call counts).
+    pub fn idp_base_url(&self) -> String {
+        format!("http://{}{}", self.idp, emulator::BASE_PATH)
+    }
+
+    /// A request to the admin listener, whole body in and out.
+    pub async fn admin_request(&self, method: Method, path: &str, body: &str) -> Reply {
+        let url = format!("http://{}{path}", self.admin);
+        let headers: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[("content-type", "application/json")]
+        };
+        self.request_url(method, &url, headers, Bytes::from(body.to_owned()))
+            .await
+    }
+
+    /// The value of one series on the admin listener's `/metrics`, e.g.
+    /// `sessiongate_cluster_degraded` or `x_total{reason="y"}`; 0 when absent.
+    pub async fn admin_metric(&self, series: &str) -> f64 {
+        let r = self.admin_request(Method::GET, "/metrics", "").await;
+        assert_eq!(r.status, 200, "/metrics: {:?}", r.body);
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        metric_value(&text, series)
+    }
+
     /// IdP fetch calls so far.
     pub fn idp_fetches(&self) -> u64 {
         self.emulator.stats().fetch
@@ -650,6 +697,13 @@ impl Harness {
     pub async fn raw(&self, request: &[u8]) -> String {
         raw_exchange(self.addr, request).await
     }
+}
+
+/// The value of `series` (name with its labels, as exposed) in a metrics text; 0 when absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Raw HTTP/1.1 exchange with any server; see [`Harness::raw`].
