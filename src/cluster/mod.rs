@@ -382,19 +382,20 @@ impl Cluster {
         match self.read(key, tag, session.as_ref(), renewing).await {
             Shared::Answer(verdict) => return Ok(verdict),
             Shared::Unreachable => {}
-            Shared::Nothing => match self.lock(tag).await {
-                Some(true) => owns_lock = true,
-                Some(false) => match self.wait_for(key, tag, session.as_ref(), renewing).await {
+            Shared::Nothing => match self.lock(key, tag, session.as_ref(), renewing).await {
+                Locked::Mine => owns_lock = true,
+                Locked::Answer(verdict) => return Ok(verdict),
+                Locked::Held => match self.wait_for(key, tag, session.as_ref(), renewing).await {
                     Waited::Answer(verdict) => return Ok(verdict),
                     Waited::LockFreed => owns_lock = true,
                     Waited::GaveUp => {}
                 },
                 // Redis stopped answering: no one to wait for.
-                None => {}
+                Locked::Unreachable => {}
             },
         }
         let answer = idp.await;
-        self.share(tag, &answer, owns_lock);
+        self.share(tag, answer.as_ref().ok(), owns_lock);
         answer
     }
 
@@ -406,73 +407,100 @@ impl Cluster {
         session: Option<&Tag>,
         renewing: Option<SystemTime>,
     ) -> Shared {
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(tag.entry()).arg(tag.revoked());
-        if let Some(s) = session {
-            cmd.arg(s.revoked_session());
-        }
-        let Some(values) = self.query::<Vec<Option<Vec<u8>>>>(&cmd).await else {
-            (self.observe)(Event::L2(L2Result::Error));
-            return Shared::Unreachable;
+        let (shared, result) = match self.query(&read_command(tag, session)).await {
+            Some(values) => self.interpret(key, tag, values, renewing),
+            None => (Shared::Unreachable, L2Result::Error),
         };
+        (self.observe)(Event::L2(result));
+        shared
+    }
+
+    /// What the values of [`read_command`] say about the session.
+    fn interpret(
+        &self,
+        key: &Credential,
+        tag: &Tag,
+        values: Vec<Option<Vec<u8>>>,
+        renewing: Option<SystemTime>,
+    ) -> (Shared, L2Result) {
         let mut values = values.into_iter();
         let entry = values.next().flatten();
         if values.any(|v| v.is_some()) {
-            (self.observe)(Event::L2(L2Result::Revoked));
-            return Shared::Answer(Verdict::Invalid { reason: "revoked" });
+            let revoked = Verdict::Invalid { reason: "revoked" };
+            return (Shared::Answer(revoked), L2Result::Revoked);
         }
         let Some(sealed) = entry else {
-            (self.observe)(Event::L2(L2Result::Miss));
-            return Shared::Nothing;
+            return (Shared::Nothing, L2Result::Miss);
         };
         let record = self
             .keys
             .open(&tag.entry(), &sealed)
             .and_then(|plain| serde_json::from_slice::<Record>(&plain).ok());
         let Some(record) = record else {
-            (self.observe)(Event::L2(L2Result::Unreadable));
             tracing::warn!(
                 session = %key.fingerprint(),
                 "shared session entry does not open with this replica's cluster.secret (altered, forged, or another secret): asking the IdP"
             );
-            return Shared::Nothing;
+            return (Shared::Nothing, L2Result::Unreadable);
         };
         // A renewal wants an answer newer than the one it is renewing.
         if let (Some(until), Some(renewing)) = (record.until(), renewing) {
             if until <= renewing + Duration::from_secs(1) {
-                (self.observe)(Event::L2(L2Result::Miss));
-                return Shared::Nothing;
+                return (Shared::Nothing, L2Result::Miss);
             }
         }
         match record.into_verdict() {
             Some(verdict) => {
-                (self.observe)(Event::L2(match verdict {
+                let result = match verdict {
                     Verdict::Valid { .. } => L2Result::Hit,
                     Verdict::Invalid { .. } => L2Result::Negative,
-                }));
-                Shared::Answer(verdict)
+                };
+                (Shared::Answer(verdict), result)
             }
-            None => {
-                (self.observe)(Event::L2(L2Result::Miss));
-                Shared::Nothing
-            }
+            None => (Shared::Nothing, L2Result::Miss),
         }
     }
 
-    /// Takes the session's short lock: `Some(true)` when this replica now
-    /// asks the IdP for the fleet, `None` when Redis did not answer.
-    async fn lock(&self, tag: &Tag) -> Option<bool> {
+    /// Takes the session's short lock, so this replica asks the IdP for the
+    /// fleet. The previous holder may have shared its answer between this
+    /// replica's read and its lock: that answer is read back in the same
+    /// round trip, and then the lock is given back at once.
+    async fn lock(
+        &self,
+        key: &Credential,
+        tag: &Tag,
+        session: Option<&Tag>,
+        renewing: Option<SystemTime>,
+    ) -> Locked {
         // Held at most two IdP timeouts (a provider may make two calls), so a
         // replica that dies holding it delays the others, never blocks them.
         let hold = u64::try_from((self.settings.idp_timeout * 2).as_millis()).unwrap_or(u64::MAX);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(tag.lock())
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(tag.lock())
             .arg(&self.origin)
             .arg("NX")
             .arg("PX")
             .arg(hold.max(1));
-        let set: Option<Value> = self.query(&cmd).await;
-        set.map(|v| matches!(v, Value::Okay | Value::SimpleString(_)))
+        let (set, values): (Value, Vec<Option<Vec<u8>>>) = match self
+            .query_pipe(pipe.add_command(read_command(tag, session)))
+            .await
+        {
+            Some(replies) => replies,
+            None => return Locked::Unreachable,
+        };
+        if !matches!(set, Value::Okay | Value::SimpleString(_)) {
+            return Locked::Held;
+        }
+        match self.interpret(key, tag, values, renewing) {
+            // Its miss was counted by the read before; only an answer counts now.
+            (Shared::Answer(verdict), result) => {
+                (self.observe)(Event::L2(result));
+                self.share(tag, None, true);
+                Locked::Answer(verdict)
+            }
+            _ => Locked::Mine,
+        }
     }
 
     /// Waits for the replica holding the lock to share its answer, up to `idp.timeout`.
@@ -493,10 +521,14 @@ impl Cluster {
                 }
                 Shared::Unreachable => break,
                 // The holder gave up (its IdP call failed) or its lock expired.
-                Shared::Nothing => match self.lock(tag).await {
-                    Some(true) => return Waited::LockFreed,
-                    Some(false) => {}
-                    None => break,
+                Shared::Nothing => match self.lock(key, tag, session, renewing).await {
+                    Locked::Mine => return Waited::LockFreed,
+                    Locked::Answer(verdict) => {
+                        (self.observe)(Event::LockWait(LockWaitResult::Filled));
+                        return Waited::Answer(verdict);
+                    }
+                    Locked::Held => {}
+                    Locked::Unreachable => break,
                 },
             }
         }
@@ -506,11 +538,11 @@ impl Cluster {
 
     /// Shares an IdP answer (sealed, with its lifetime) and frees the lock,
     /// in the background: the request that asked does not wait for Redis.
-    fn share(self: &Cluster, tag: &Tag, answer: &Result<Verdict, IdpError>, owns_lock: bool) {
+    fn share(self: &Cluster, tag: &Tag, answer: Option<&Verdict>, owns_lock: bool) {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let mut any = false;
-        if let Ok(verdict) = answer {
+        if let Some(verdict) = answer {
             let ttl = match verdict {
                 Verdict::Valid { expires_in, .. } => (*expires_in).min(self.settings.max_ttl),
                 Verdict::Invalid { .. } => self.settings.negative_ttl,
@@ -617,6 +649,29 @@ fn settle<T>(
     };
     observe(Event::RedisError(kind));
     None
+}
+
+/// `MGET` of the sealed answer and the revocation records (the credential's,
+/// and with `session` the IID session id's).
+fn read_command(tag: &Tag, session: Option<&Tag>) -> redis::Cmd {
+    let mut cmd = redis::cmd("MGET");
+    cmd.arg(tag.entry()).arg(tag.revoked());
+    if let Some(s) = session {
+        cmd.arg(s.revoked_session());
+    }
+    cmd
+}
+
+/// How taking the lock ended.
+enum Locked {
+    /// This replica asks the IdP.
+    Mine,
+    /// Another replica is asking.
+    Held,
+    /// Another replica's answer arrived just before.
+    Answer(Verdict),
+    /// Redis did not answer.
+    Unreachable,
 }
 
 /// What Redis holds for a session, as far as this replica can tell.
