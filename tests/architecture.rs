@@ -10,6 +10,8 @@
 //! - only `main.rs` and `dev` import `dev`;
 //! - `idp` imports neither `pipeline` nor `proxy`;
 //! - `proxy` imports neither `pipeline` nor `idp`;
+//! - `cluster` imports neither `pipeline`, `proxy` nor `admin` (its metrics go
+//!   through an observer, like the IdP guard's);
 //! - the leaves `path` and `server::pem` import nothing else from the crate.
 //!
 //! The checker is plain functions over [`Edge`]s; the tests at the bottom feed
@@ -63,6 +65,7 @@ const RULE_SERVER: &str = "server imports nothing outside server (no config, no 
 const RULE_DEV: &str = "only main.rs and dev import dev";
 const RULE_IDP: &str = "idp imports neither pipeline nor proxy";
 const RULE_PROXY: &str = "proxy imports neither pipeline nor idp";
+const RULE_CLUSTER: &str = "cluster imports neither pipeline, proxy nor admin";
 const RULE_LEAF: &str = "leaves (path, server::pem) import nothing else from the crate";
 
 /// The node a module path belongs to: its top-level module, except that
@@ -101,6 +104,9 @@ fn broken_rules(from: &str, to: &str) -> Vec<&'static str> {
     }
     if from_top == "proxy" && matches!(to_top, "pipeline" | "idp") {
         broken.push(RULE_PROXY);
+    }
+    if from_top == "cluster" && matches!(to_top, "pipeline" | "proxy" | "admin") {
+        broken.push(RULE_CLUSTER);
     }
     if matches!(from_node, "path" | "server::pem") {
         broken.push(RULE_LEAF);
@@ -650,6 +656,8 @@ fn each_rule_reports_a_violating_edge_with_its_site() {
         ("idp", "proxy::Forwarder", RULE_IDP),
         ("proxy::hop", "pipeline::Outcome", RULE_PROXY),
         ("proxy", "idp::IdpError", RULE_PROXY),
+        ("cluster", "pipeline::Gateway", RULE_CLUSTER),
+        ("cluster::revocations", "admin::Metrics", RULE_CLUSTER),
         ("path", "routes::Route", RULE_LEAF),
         ("server::pem", "server::tls::ALPN_H2", RULE_LEAF),
     ] {
@@ -676,6 +684,8 @@ fn allowed_edges_pass() {
         (MAIN, "dev::demo"),
         ("proxy", "config::Upstream"),
         ("idp::iid", "config::IdpConfig"),
+        ("cluster", "auth::cache::SessionCache"),
+        ("pipeline", "cluster::Cluster"),
     ] {
         assert_eq!(rules_for(from, to), Vec::<&str>::new(), "{from} -> {to}");
     }

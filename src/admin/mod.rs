@@ -149,13 +149,7 @@ impl Admin {
             return json(StatusCode::NOT_FOUND, r#"{"status":"not_found"}"#.into());
         };
         if req.method() != Method::POST {
-            let mut resp = json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                r#"{"status":"method_not_allowed"}"#.into(),
-            );
-            resp.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-            return resp;
+            return method_not_allowed("POST");
         }
         match Limited::new(req.into_body(), MAX_REVOKE_BODY)
             .collect()
@@ -185,13 +179,7 @@ impl Admin {
         }
         // HEAD too: some probes and load balancers use it; hyper drops the body.
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut resp = json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                r#"{"status":"method_not_allowed"}"#.into(),
-            );
-            resp.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return resp;
+            return method_not_allowed("GET, HEAD");
         }
         match path {
             "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
@@ -264,6 +252,17 @@ fn not_ready_body(reason: &str) -> String {
         reason,
     })
     .unwrap_or_else(|_| r#"{"status":"not_ready"}"#.to_owned())
+}
+
+/// 405, naming the methods the endpoint takes.
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        r#"{"status":"method_not_allowed"}"#.into(),
+    );
+    resp.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    resp
 }
 
 /// A small JSON answer that no cache keeps (probe results go stale at once).

@@ -266,8 +266,10 @@ impl Cluster {
         observe: Observer,
     ) -> Result<Arc<Cluster>, redis::RedisError> {
         let client = redis::Client::open(cfg.redis_url.as_str())?;
+        // Room for every live session the cache can hold, with a wide margin:
+        // a revocation whose tag is not here is not applied on this replica.
         let index = moka::future::Cache::builder()
-            .max_capacity(settings.max_entries)
+            .max_capacity(settings.max_entries.saturating_mul(4))
             .time_to_live(settings.max_ttl.max(settings.negative_ttl) + settings.stale_retention)
             .build();
         let cluster = Arc::new(Cluster {
@@ -306,20 +308,12 @@ impl Cluster {
             .set_number_of_retries(1)
             .set_max_delay(1000);
         let connecting = self.client.get_connection_manager_with_config(config);
-        match tokio::time::timeout(self.cfg.connect_timeout * 2, connecting).await {
-            Ok(Ok(conn)) => {
-                *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Some(conn);
-                true
-            }
-            Ok(Err(e)) => {
-                self.failed(&e);
-                false
-            }
-            Err(_) => {
-                (self.observe)(Event::RedisError(ErrorKind::Timeout));
-                false
-            }
-        }
+        let connected = tokio::time::timeout(self.cfg.connect_timeout * 2, connecting).await;
+        let Some(conn) = settle(&self.observe, connected) else {
+            return false;
+        };
+        *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+        true
     }
 
     /// Runs `cmd` within `command_timeout`; a failure is counted and is `None`.
@@ -338,29 +332,10 @@ impl Cluster {
         run: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
     ) -> Option<T> {
         let conn = self.conn()?;
-        match tokio::time::timeout(self.cfg.command_timeout, run(conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.failed(&e);
-                None
-            }
-            Err(_) => {
-                (self.observe)(Event::RedisError(ErrorKind::Timeout));
-                None
-            }
-        }
-    }
-
-    fn failed(&self, e: &redis::RedisError) {
-        let kind = if e.is_timeout() {
-            ErrorKind::Timeout
-        } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-            ErrorKind::Connection
-        } else {
-            ErrorKind::Other
-        };
-        (self.observe)(Event::RedisError(kind));
-        tracing::debug!(error = %e, "redis command failed");
+        settle(
+            &self.observe,
+            tokio::time::timeout(self.cfg.command_timeout, run(conn)).await,
+        )
     }
 
     /// The answer for `key` on a local miss: shared by another replica, or
@@ -377,28 +352,50 @@ impl Cluster {
         F: Future<Output = Result<Verdict, IdpError>>,
     {
         let tag = self.keys.credential(key);
+        // Indexed before the lookup, so a revocation arriving while it runs
+        // finds the entry (the cache then waits for this call, and buries it).
         self.index.insert(tag.clone(), key.clone()).await;
+        let answer = self.fetch_shared(key, &tag, renewing, idp).await;
+        // Only live sessions need finding later: garbage credentials must not
+        // crowd real ones out of the index.
+        if !matches!(answer, Ok(Verdict::Valid { .. })) {
+            self.index.invalidate(&tag).await;
+        }
+        answer
+    }
+
+    async fn fetch_shared<F>(
+        &self,
+        key: &Credential,
+        tag: &Tag,
+        renewing: Option<SystemTime>,
+        idp: F,
+    ) -> Result<Verdict, IdpError>
+    where
+        F: Future<Output = Result<Verdict, IdpError>>,
+    {
         let session = self
             .settings
             .session_ids
             .then(|| self.keys.session_id(key.id()));
         let mut owns_lock = false;
-        match self.read(key, &tag, session.as_ref(), renewing).await {
+        match self.read(key, tag, session.as_ref(), renewing).await {
             Shared::Answer(verdict) => return Ok(verdict),
             Shared::Unreachable => {}
-            Shared::Nothing => {
-                owns_lock = self.lock(&tag).await == Some(true);
-                if !owns_lock {
-                    match self.wait_for(key, &tag, session.as_ref(), renewing).await {
-                        Waited::Answer(verdict) => return Ok(verdict),
-                        Waited::LockFreed => owns_lock = true,
-                        Waited::GaveUp => {}
-                    }
-                }
-            }
+            Shared::Nothing => match self.lock(key, tag, session.as_ref(), renewing).await {
+                Locked::Mine => owns_lock = true,
+                Locked::Answer(verdict) => return Ok(verdict),
+                Locked::Held => match self.wait_for(key, tag, session.as_ref(), renewing).await {
+                    Waited::Answer(verdict) => return Ok(verdict),
+                    Waited::LockFreed => owns_lock = true,
+                    Waited::GaveUp => {}
+                },
+                // Redis stopped answering: no one to wait for.
+                Locked::Unreachable => {}
+            },
         }
         let answer = idp.await;
-        self.share(&tag, &answer, owns_lock);
+        self.share(tag, answer.as_ref().ok(), owns_lock);
         answer
     }
 
@@ -410,73 +407,100 @@ impl Cluster {
         session: Option<&Tag>,
         renewing: Option<SystemTime>,
     ) -> Shared {
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(tag.entry()).arg(tag.revoked());
-        if let Some(s) = session {
-            cmd.arg(s.revoked_session());
-        }
-        let Some(values) = self.query::<Vec<Option<Vec<u8>>>>(&cmd).await else {
-            (self.observe)(Event::L2(L2Result::Error));
-            return Shared::Unreachable;
+        let (shared, result) = match self.query(&read_command(tag, session)).await {
+            Some(values) => self.interpret(key, tag, values, renewing),
+            None => (Shared::Unreachable, L2Result::Error),
         };
+        (self.observe)(Event::L2(result));
+        shared
+    }
+
+    /// What the values of [`read_command`] say about the session.
+    fn interpret(
+        &self,
+        key: &Credential,
+        tag: &Tag,
+        values: Vec<Option<Vec<u8>>>,
+        renewing: Option<SystemTime>,
+    ) -> (Shared, L2Result) {
         let mut values = values.into_iter();
         let entry = values.next().flatten();
         if values.any(|v| v.is_some()) {
-            (self.observe)(Event::L2(L2Result::Revoked));
-            return Shared::Answer(Verdict::Invalid { reason: "revoked" });
+            let revoked = Verdict::Invalid { reason: "revoked" };
+            return (Shared::Answer(revoked), L2Result::Revoked);
         }
         let Some(sealed) = entry else {
-            (self.observe)(Event::L2(L2Result::Miss));
-            return Shared::Nothing;
+            return (Shared::Nothing, L2Result::Miss);
         };
         let record = self
             .keys
             .open(&tag.entry(), &sealed)
             .and_then(|plain| serde_json::from_slice::<Record>(&plain).ok());
         let Some(record) = record else {
-            (self.observe)(Event::L2(L2Result::Unreadable));
             tracing::warn!(
                 session = %key.fingerprint(),
                 "shared session entry does not open with this replica's cluster.secret (altered, forged, or another secret): asking the IdP"
             );
-            return Shared::Nothing;
+            return (Shared::Nothing, L2Result::Unreadable);
         };
         // A renewal wants an answer newer than the one it is renewing.
         if let (Some(until), Some(renewing)) = (record.until(), renewing) {
             if until <= renewing + Duration::from_secs(1) {
-                (self.observe)(Event::L2(L2Result::Miss));
-                return Shared::Nothing;
+                return (Shared::Nothing, L2Result::Miss);
             }
         }
         match record.into_verdict() {
             Some(verdict) => {
-                (self.observe)(Event::L2(match verdict {
+                let result = match verdict {
                     Verdict::Valid { .. } => L2Result::Hit,
                     Verdict::Invalid { .. } => L2Result::Negative,
-                }));
-                Shared::Answer(verdict)
+                };
+                (Shared::Answer(verdict), result)
             }
-            None => {
-                (self.observe)(Event::L2(L2Result::Miss));
-                Shared::Nothing
-            }
+            None => (Shared::Nothing, L2Result::Miss),
         }
     }
 
-    /// Takes the session's short lock: `Some(true)` when this replica now
-    /// asks the IdP for the fleet, `None` when Redis did not answer.
-    async fn lock(&self, tag: &Tag) -> Option<bool> {
+    /// Takes the session's short lock, so this replica asks the IdP for the
+    /// fleet. The previous holder may have shared its answer between this
+    /// replica's read and its lock: that answer is read back in the same
+    /// round trip, and then the lock is given back at once.
+    async fn lock(
+        &self,
+        key: &Credential,
+        tag: &Tag,
+        session: Option<&Tag>,
+        renewing: Option<SystemTime>,
+    ) -> Locked {
         // Held at most two IdP timeouts (a provider may make two calls), so a
         // replica that dies holding it delays the others, never blocks them.
         let hold = u64::try_from((self.settings.idp_timeout * 2).as_millis()).unwrap_or(u64::MAX);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(tag.lock())
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(tag.lock())
             .arg(&self.origin)
             .arg("NX")
             .arg("PX")
             .arg(hold.max(1));
-        let set: Option<Value> = self.query(&cmd).await;
-        set.map(|v| matches!(v, Value::Okay | Value::SimpleString(_)))
+        let (set, values): (Value, Vec<Option<Vec<u8>>>) = match self
+            .query_pipe(pipe.add_command(read_command(tag, session)))
+            .await
+        {
+            Some(replies) => replies,
+            None => return Locked::Unreachable,
+        };
+        if !matches!(set, Value::Okay | Value::SimpleString(_)) {
+            return Locked::Held;
+        }
+        match self.interpret(key, tag, values, renewing) {
+            // Its miss was counted by the read before; only an answer counts now.
+            (Shared::Answer(verdict), result) => {
+                (self.observe)(Event::L2(result));
+                self.share(tag, None, true);
+                Locked::Answer(verdict)
+            }
+            _ => Locked::Mine,
+        }
     }
 
     /// Waits for the replica holding the lock to share its answer, up to `idp.timeout`.
@@ -497,10 +521,14 @@ impl Cluster {
                 }
                 Shared::Unreachable => break,
                 // The holder gave up (its IdP call failed) or its lock expired.
-                Shared::Nothing => match self.lock(tag).await {
-                    Some(true) => return Waited::LockFreed,
-                    Some(false) => {}
-                    None => break,
+                Shared::Nothing => match self.lock(key, tag, session, renewing).await {
+                    Locked::Mine => return Waited::LockFreed,
+                    Locked::Answer(verdict) => {
+                        (self.observe)(Event::LockWait(LockWaitResult::Filled));
+                        return Waited::Answer(verdict);
+                    }
+                    Locked::Held => {}
+                    Locked::Unreachable => break,
                 },
             }
         }
@@ -510,11 +538,11 @@ impl Cluster {
 
     /// Shares an IdP answer (sealed, with its lifetime) and frees the lock,
     /// in the background: the request that asked does not wait for Redis.
-    fn share(self: &Cluster, tag: &Tag, answer: &Result<Verdict, IdpError>, owns_lock: bool) {
+    fn share(self: &Cluster, tag: &Tag, answer: Option<&Verdict>, owns_lock: bool) {
         let mut pipe = redis::pipe();
         pipe.atomic();
         let mut any = false;
-        if let Ok(verdict) = answer {
+        if let Some(verdict) = answer {
             let ttl = match verdict {
                 Verdict::Valid { expires_in, .. } => (*expires_in).min(self.settings.max_ttl),
                 Verdict::Invalid { .. } => self.settings.negative_ttl,
@@ -548,14 +576,8 @@ impl Cluster {
         let observe = Arc::clone(&self.observe);
         tokio::spawn(async move {
             let mut conn = conn;
-            match tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    observe(Event::RedisError(ErrorKind::Other));
-                    tracing::debug!(error = %e, "sharing a session answer failed");
-                }
-                Err(_) => observe(Event::RedisError(ErrorKind::Timeout)),
-            }
+            let shared = tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn)).await;
+            settle(&observe, shared);
         });
     }
 
@@ -603,6 +625,53 @@ impl Cluster {
             + self.settings.stale_retention
             + Duration::from_secs(60)
     }
+}
+
+/// The value of a Redis call bounded by a timeout; a failure is counted
+/// (by kind) and is `None`.
+fn settle<T>(
+    observe: &Observer,
+    result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+) -> Option<T> {
+    let kind = match result {
+        Ok(Ok(v)) => return Some(v),
+        Err(_) => ErrorKind::Timeout,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "redis command failed");
+            if e.is_timeout() {
+                ErrorKind::Timeout
+            } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                ErrorKind::Connection
+            } else {
+                ErrorKind::Other
+            }
+        }
+    };
+    observe(Event::RedisError(kind));
+    None
+}
+
+/// `MGET` of the sealed answer and the revocation records (the credential's,
+/// and with `session` the IID session id's).
+fn read_command(tag: &Tag, session: Option<&Tag>) -> redis::Cmd {
+    let mut cmd = redis::cmd("MGET");
+    cmd.arg(tag.entry()).arg(tag.revoked());
+    if let Some(s) = session {
+        cmd.arg(s.revoked_session());
+    }
+    cmd
+}
+
+/// How taking the lock ended.
+enum Locked {
+    /// This replica asks the IdP.
+    Mine,
+    /// Another replica is asking.
+    Held,
+    /// Another replica's answer arrived just before.
+    Answer(Verdict),
+    /// Redis did not answer.
+    Unreachable,
 }
 
 /// What Redis holds for a session, as far as this replica can tell.

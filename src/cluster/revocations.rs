@@ -19,7 +19,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use super::keys::{Tag, EPOCH, STREAM};
 use super::record::unix_ms;
-use super::{Cluster, ErrorKind, Event, FlushReason, Pending};
+use super::{settle, Cluster, Event, FlushReason, Pending};
 
 /// Stream field values: a credential's tag, or an IID session id's tag.
 pub(super) const KIND_CREDENTIAL: &str = "c";
@@ -191,9 +191,7 @@ pub(super) async fn receive(cluster: Weak<Cluster>) {
         let result = receive_once(&cluster, &mut at, &mut degraded).await;
         let Some(c) = cluster.upgrade() else { return };
         set_degraded(&c, &mut degraded, true);
-        if let Err(e) = result {
-            c.failed(&e);
-        }
+        settle(&c.observe, Ok(result));
         drop(c);
         tokio::time::sleep(RETRY).await;
     }
@@ -234,12 +232,9 @@ async fn receive_once(
     let connecting = c
         .client
         .get_multiplexed_async_connection_with_config(&config);
-    let mut conn = match tokio::time::timeout(c.cfg.connect_timeout * 2, connecting).await {
-        Ok(conn) => conn?,
-        Err(_) => {
-            (c.observe)(Event::RedisError(ErrorKind::Timeout));
-            return Ok(());
-        }
+    let connected = tokio::time::timeout(c.cfg.connect_timeout * 2, connecting).await;
+    let Some(mut conn) = settle(&c.observe, connected) else {
+        return Ok(());
     };
     let replay_until = c.sync(&mut conn, at).await?;
     set_degraded(&c, degraded, false);

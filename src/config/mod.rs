@@ -730,8 +730,12 @@ impl Config {
             .iter()
             .filter(|r| r.auth == Auth::Required)
             .count();
+        let cluster = match &self.cluster {
+            Some(c) => format!(", cluster {}", redact_url(&c.redis_url)),
+            None => String::new(),
+        };
         format!(
-            "ok: listen {}, {} routes ({} required, {} public), idp {} ({}), cache {} entries max_ttl {}",
+            "ok: listen {}, {} routes ({} required, {} public), idp {} ({}), cache {} entries max_ttl {}{cluster}",
             self.server.listen,
             self.routes.len(),
             required,

@@ -1181,6 +1181,51 @@ mod tests {
     }
 
     #[test]
+    fn cluster_is_off_by_default_and_needs_a_url_and_a_long_secret() {
+        assert!(Config::from_toml_str(ROUTE).unwrap().cluster.is_none());
+        let secret = "s".repeat(MIN_CLUSTER_SECRET_BYTES);
+        let c = Config::from_toml_str(&format!(
+            "[cluster]\nredis_url = \"rediss://:pw@redis.portal.svc:6380/1\"\nsecret = \"{secret}\"\ncommand_timeout = \"50ms\"\n{ROUTE}"
+        ))
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.command_timeout, Duration::from_millis(50));
+        assert_eq!(cluster.revocation_retention, Duration::from_secs(24 * 3600));
+        let shown = format!("{cluster:?}");
+        assert!(
+            !shown.contains(&secret) && !shown.contains(":pw@"),
+            "{shown}"
+        );
+        for (bad, key) in [
+            (
+                "redis_url = \"http://redis:6379\"\nsecret = \"SECRET\"",
+                "cluster.redis_url: ",
+            ),
+            (
+                "redis_url = \"redis://redis:6379\"",
+                "cluster.secret: required",
+            ),
+            (
+                "redis_url = \"redis://redis:6379\"\nsecret = \"short\"",
+                "cluster.secret: ",
+            ),
+            (
+                "redis_url = \"redis://redis:6379\"\nsecret = \"SECRET\"\ncommand_timeout = \"0s\"",
+                "cluster.command_timeout: ",
+            ),
+            (
+                "redis_url = \"redis://redis:6379\"\nsecret = \"SECRET\"\noutage_buffer = 0",
+                "cluster.outage_buffer: ",
+            ),
+        ] {
+            let bad = bad.replace("SECRET", &secret);
+            let err = error_of(&format!("[cluster]\n{bad}\n{ROUTE}"));
+            assert!(err.contains(key), "{bad}: {err}");
+            assert!(!err.contains(&secret), "{err}");
+        }
+    }
+
+    #[test]
     fn forward_auth_is_off_by_default_and_checked() {
         let c = Config::from_toml_str(ROUTE).unwrap();
         assert!(c.forward_auth.listen.is_none());

@@ -28,6 +28,9 @@ pub fn clustered(builder: Builder, redis: &RedisServer, secret: &str) -> Builder
     builder
         .set("cluster", &format!("redis_url = \"{}\"", redis.url()))
         .set("cluster", &format!("secret = \"{secret}\""))
+        // 200 ms (the default) is short for a loaded 2-core test machine: a
+        // slow answer would count as Redis absent and cost an extra IdP call.
+        .set("cluster", "command_timeout = \"2s\"")
 }
 
 /// Gateways on one Redis; the first one's emulator and upstream serve them all.
