@@ -16,19 +16,11 @@ use support::cluster::{assert_admitted, get_app, Fleet};
 use support::users;
 use tokio::task::JoinSet;
 
-/// These tests count IdP calls exactly: a Redis command that times out on a
-/// loaded test machine (the default bound is 200 ms) would rightly fall back
-/// to the IdP and add a call, so the bound is wider here.
-fn l2_fleet(b: support::Builder) -> support::Builder {
-    b.set("cluster", "command_timeout = \"2s\"")
-}
-
 const PROFILES: [&str; 3] = [users::INVESTOR, users::ARABIC, users::ESTABLISHMENT_ADMIN];
 
 #[tokio::test]
 async fn three_gateways_and_300_sessions_each_through_every_gateway_make_300_idp_calls() {
-    let Some(fleet) = Fleet::start(3, |b| l2_fleet(b).set("cache", "max_ttl = \"5m\"")).await
-    else {
+    let Some(fleet) = Fleet::start(3, |b| b.set("cache", "max_ttl = \"5m\"")).await else {
         return;
     };
     let sessions: Vec<(String, &str)> = (0..300)
@@ -93,7 +85,7 @@ async fn three_gateways_and_300_sessions_each_through_every_gateway_make_300_idp
 
 #[tokio::test]
 async fn thirty_concurrent_first_requests_over_three_gateways_make_one_idp_call() {
-    let Some(fleet) = Fleet::start(3, |b| l2_fleet(b).set("idp", "timeout = \"5s\"")).await else {
+    let Some(fleet) = Fleet::start(3, |b| b.set("idp", "timeout = \"5s\"")).await else {
         return;
     };
     let cookie = fleet.login(users::ESTABLISHMENT_ADMIN);
