@@ -100,6 +100,18 @@ async fn with_redis_killed_every_request_gets_the_right_answer_and_a_logout_is_r
         took.is_some(),
         "B still admits a session logged out through A during the outage, {RECONNECT_DEADLINE:?} after Redis came back"
     );
+    // Replayed, not forgotten with everything else: Redis kept its data, so
+    // there was no reason to drop the caches.
+    for (h, name) in [(&a, "A"), (&b, "B")] {
+        for reason in ["redis_reset", "stream_trimmed"] {
+            let series = format!(r#"sessiongate_cluster_cache_flushes_total{{reason="{reason}"}}"#);
+            assert_eq!(
+                h.admin_metric(&series).await,
+                0.0,
+                "{name} flushed: {reason}"
+            );
+        }
+    }
     assert_refused(&get_app(&a, &logged_out).await, "A after the restart");
     assert_admitted(
         &get_app(&b, &cached).await,
