@@ -284,6 +284,9 @@ impl Cluster {
             origin: revocations::random_id(),
             observe,
         });
+        // Degraded until the first connection (milliseconds after start, or
+        // later if Redis is down): until then this replica works alone.
+        (cluster.observe)(Event::Degraded(true));
         tokio::spawn(revocations::publish(Arc::downgrade(&cluster)));
         tokio::spawn(revocations::receive(Arc::downgrade(&cluster)));
         Ok(cluster)
