@@ -1,5 +1,5 @@
-//! System tools some tests drive (chromedriver now; redis-server, nginx and
-//! caddy later). Without the tool a test is skipped, and says so on the
+//! System tools some tests drive (chromedriver, redis-server, nginx and
+//! caddy). Without the tool a test is skipped, and says so on the
 //! console; with `SESSIONGATE_REQUIRE_SYSTEM_TESTS=1` (CI, `.ci/run`) the skip
 //! is a failure instead, so a missing package cannot pass silently.
 
