@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sessiongate::dev::emulator;
 use support::cluster::{POLL_STEP, REVOCATION_DEADLINE, SECRET};
 use support::redis::RedisServer;
+use support::system::{free_port, temp_dir};
 use support::{raw_exchange, raw_status, users, Harness, API_KEY};
 
 /// How long a process may take to start listening on a loaded machine.
@@ -49,14 +50,6 @@ async fn ready(admin: SocketAddr) -> bool {
         && out.starts_with(b"HTTP/1.1 200")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Replica {
     /// Starts `sessiongate run` against the harness's emulator and echo
     /// upstream, sharing `redis`; returns once `/readyz` says ready.
@@ -64,12 +57,7 @@ impl Replica {
         // A port that was free a moment ago can be taken before the child
         // binds it: the child then exits and other ports are tried.
         for _attempt in 1..=5 {
-            let dir = std::env::temp_dir().join(format!(
-                "sessiongate-replica-{name}-{}-{}",
-                std::process::id(),
-                free_port()
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = temp_dir(&format!("replica-{name}"));
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let config = format!(

@@ -19,6 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
+use super::system::free_port;
+
 /// W3C name of the key that holds an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// Bound on one WebDriver call; page loads on a busy 2-core machine included.
@@ -316,13 +318,4 @@ impl Browser {
         let path = format!("/session/{}", self.session);
         let _ = self.call(Method::DELETE, &path, None).await;
     }
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

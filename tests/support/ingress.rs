@@ -7,10 +7,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::system::require_tool;
+use super::system::{free_port, require_tool, temp_dir};
 
 /// The nginx snippet of the README.
 pub const NGINX_SNIPPET: &str = include_str!("../data/forward_auth/nginx.conf");
@@ -68,7 +67,7 @@ impl Ingress {
         // A port that was free a moment ago can be taken before the ingress
         // binds it; then it exits and another port is tried.
         for attempt in 1..=5 {
-            let dir = temp_dir(kind);
+            let dir = temp_dir(&format!("{kind:?}"));
             let port = free_port();
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let snippet = match kind {
@@ -177,24 +176,4 @@ fn caddyfile(port: u16, snippet: &str) -> String {
         "{{\n\tadmin off\n\tauto_https off\n}}\n\
          http://127.0.0.1:{port} {{\n\tbind 127.0.0.1\n{snippet}\n}}\n"
     )
-}
-
-fn temp_dir(kind: Kind) -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "sessiongate-{kind:?}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

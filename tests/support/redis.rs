@@ -7,12 +7,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::system::require_tool;
+use super::system::{free_port, require_tool, temp_dir};
 
 /// Bound on redis-server answering PING after it was spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -50,7 +49,7 @@ impl RedisServer {
             let mut server = RedisServer {
                 tool: tool.clone(),
                 port: free_port(),
-                root: temp_dir(),
+                root: temp_dir("redis"),
                 data: PathBuf::new(),
                 child: None,
                 generation: 0,
@@ -306,24 +305,4 @@ fn flatten(value: &redis::Value, out: &mut Vec<Vec<u8>>) {
 /// Bytes as text for messages.
 pub fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn temp_dir() -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "sessiongate-redis-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
