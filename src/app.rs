@@ -107,7 +107,11 @@ async fn serve_with(
         opts,
         move |req, peer| {
             let gateway = Arc::clone(&gateway);
-            async move { gateway.handle(req, peer).await }
+            // The pipeline's future is kilobytes (every step's state); hyper
+            // moves what the handler returns into its connection, so it
+            // gets a pointer: a copy of the whole future per request was
+            // the largest single user-space cost in a profile.
+            Box::pin(gateway.handle_owned(req, peer))
         },
         shutdown,
     )
