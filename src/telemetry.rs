@@ -8,12 +8,16 @@
 //! more, one thread wakeup per line. When the buffer is full because stderr
 //! stalls, a line is dropped and counted ([`dropped_lines`]), never waited for.
 
-use std::io::Write;
+use std::cell::RefCell;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
@@ -50,6 +54,10 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
     let shared = Arc::new(Shared::new(BUFFER_BYTES));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(Clock)
+        // Colour codes only for a person at a terminal: in a log file they
+        // are noise, and writing them cost about 4% of a request's instructions.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(LineSink(Arc::clone(&shared)));
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -146,6 +154,55 @@ impl Shared {
     }
 }
 
+/// RFC 3339 UTC timestamps with microseconds, as tracing's own `SystemTime`
+/// writes them, but with the date and time of day formatted once per second
+/// per thread: formatting the whole date per access-log line cost more than
+/// the rest of the line's fields.
+struct Clock;
+
+impl FormatTime for Clock {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        thread_local! {
+            /// The second last formatted, and its text up to the seconds.
+            static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        SECOND.with(|second| {
+            let mut second = second.borrow_mut();
+            if second.0 != now.as_secs() {
+                second.0 = now.as_secs();
+                second.1 = up_to_seconds(now.as_secs());
+            }
+            w.write_str(&second.1)
+        })?;
+        let fraction = fraction(now.subsec_micros());
+        w.write_str(std::str::from_utf8(&fraction).unwrap_or(".000000Z"))
+    }
+}
+
+/// `2026-12-01T04:36:38` for a Unix time in seconds.
+fn up_to_seconds(secs: u64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// `.166649Z` for 166649 µs.
+fn fraction(micros: u32) -> [u8; 8] {
+    let mut out = *b".000000Z";
+    let mut rest = micros;
+    for digit in out[1..7].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out
+}
+
 /// What the fmt layer writes each formatted event into (one `write` per event).
 struct LineSink(Arc<Shared>);
 
@@ -172,6 +229,13 @@ impl<'a> MakeWriter<'a> for LineSink {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        assert_eq!(up_to_seconds(1_796_099_798), "2026-12-01T04:36:38");
+        assert_eq!(&fraction(166_649), b".166649Z");
+        assert_eq!(&fraction(7), b".000007Z");
+    }
 
     #[test]
     fn a_full_buffer_drops_and_counts_instead_of_waiting() {
