@@ -68,7 +68,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let tls = tls_acceptor(cfg).await?;
-    serve_with(cfg, gateway, listener, tls, shutdown).await
+    serve_with(cfg, gateway, listener, tls, 1, shutdown).await
 }
 
 /// [`serve`] with the TLS acceptor already built, so [`run`] can finish
@@ -78,19 +78,33 @@ async fn serve_with(
     gateway: Arc<Gateway>,
     listener: TcpListener,
     tls: Option<Arc<TlsAcceptorHandle>>,
+    workers: usize,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     // Lives as long as the listener: dropping it stops polling and SIGHUP handling.
     let _reloader = tls.as_ref().map(TlsAcceptorHandle::spawn_reloader);
     // The JWT signing key rotates the same way (polled, and on SIGHUP).
     let _jwt_reloader = gateway.signer().map(Signer::spawn_reloader);
+    serve_public(cfg, gateway, listener, tls, workers, shutdown).await
+}
+
+/// The public listener's accept loop: one per worker (see [`run_workers`]),
+/// each with its share of `server.max_connections`.
+async fn serve_public(
+    cfg: &Config,
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    tls: Option<Arc<TlsAcceptorHandle>>,
+    workers: usize,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let admin = Arc::clone(gateway.admin());
     let opts = ServeOptions {
         // hyper's own limit only backs ours up: the pipeline answers 431 with JSON below it.
         max_buf_size: cfg.server.max_header_bytes.saturating_mul(2).max(16 * 1024),
         header_read_timeout: cfg.server.header_read_timeout,
         idle_timeout: cfg.server.idle_timeout,
-        max_connections: cfg.server.max_connections,
+        max_connections: cfg.server.max_connections.div_ceil(workers.max(1)),
         shutdown_grace: cfg.server.shutdown_grace,
         observer: Some(Arc::new(move |delta| {
             if delta > 0 {
@@ -107,12 +121,38 @@ async fn serve_with(
         opts,
         move |req, peer| {
             let gateway = Arc::clone(&gateway);
-            async move { gateway.handle(req, peer).await }
+            // The pipeline's future is kilobytes (every step's state); hyper
+            // moves what the handler returns into its connection, so it
+            // gets a pointer: a copy of the whole future per request was
+            // the largest single user-space cost in a profile.
+            Box::pin(gateway.handle_owned(req, peer))
         },
         shutdown,
     )
     .await?;
     Ok(())
+}
+
+/// One more worker (see [`run_workers`]): its own runtime on this thread,
+/// serving `listener` until `stop` turns true or its sender is gone.
+fn worker(
+    cfg: &Config,
+    gateway: Arc<Gateway>,
+    listener: std::net::TcpListener,
+    tls: Option<Arc<TlsAcceptorHandle>>,
+    workers: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), StartError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        serve_public(cfg, gateway, listener, tls, workers, async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
+    })
 }
 
 /// Serves forward-auth decisions ([`ForwardAuth`]) for `gateway` on
@@ -167,6 +207,22 @@ pub struct Listeners {
 pub async fn run(
     cfg: Config,
     listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    run_workers(cfg, listeners, Vec::new(), shutdown).await
+}
+
+/// [`run`], with one more worker per listener in `more_public`: each is a
+/// thread with a single-threaded runtime of its own accepting on its own
+/// listener, bound to the public address with `SO_REUSEPORT`, so the kernel
+/// spreads connections over the workers and a connection stays on one
+/// thread from accept to close (nginx's model: no work stealing, no
+/// cross-thread wakeups). The workers share the gateway (routes, session
+/// cache, IdP client) and drain with the caller's listener.
+pub async fn run_workers(
+    cfg: Config,
+    listeners: Listeners,
+    more_public: Vec<std::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let gateway = build_gateway(&cfg)?;
@@ -225,15 +281,53 @@ pub async fn run(
                 }
                 None => None,
             };
-            admin.set_ready(true, "ok");
-            let draining = Arc::clone(&admin);
-            let served = serve_with(&cfg, gateway, listeners.public, tls, async move {
-                shutdown.await;
-                draining.set_ready(false, "shutting down");
-                tracing::info!("shutting down: readiness false, draining in-flight requests");
-                let _ = stop_decisions.send(true);
-            })
-            .await;
+            let workers = 1 + more_public.len();
+            let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+            let spawned = more_public
+                .into_iter()
+                .enumerate()
+                .map(|(i, listener)| {
+                    let (cfg, gateway, tls) = (cfg.clone(), Arc::clone(&gateway), tls.clone());
+                    let stop = workers_stop.clone();
+                    std::thread::Builder::new()
+                        .name(format!("sessiongate-worker-{}", i + 1))
+                        .spawn(move || worker(&cfg, gateway, listener, tls, workers, stop))
+                })
+                .collect::<Result<Vec<_>, _>>();
+            // Workers that did start stop on their own once `stop_workers` is gone.
+            let served = match spawned {
+                Err(e) => {
+                    drop(stop_decisions);
+                    Err(e.into())
+                }
+                Ok(more) => {
+                    admin.set_ready(true, "ok");
+                    let draining = Arc::clone(&admin);
+                    let served =
+                        serve_with(&cfg, gateway, listeners.public, tls, workers, async move {
+                            shutdown.await;
+                            draining.set_ready(false, "shutting down");
+                            tracing::info!(
+                                "shutting down: readiness false, draining in-flight requests"
+                            );
+                            let _ = stop_decisions.send(true);
+                            let _ = stop_workers.send(true);
+                        })
+                        .await;
+                    // The other workers drain alongside (told above, or by
+                    // the sender going away when this one failed).
+                    let joined = tokio::task::spawn_blocking(move || {
+                        more.into_iter().try_for_each(|t| {
+                            t.join().unwrap_or_else(|_| {
+                                Err(std::io::Error::other("a worker thread panicked").into())
+                            })
+                        })
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(format!("workers: {e}")).into()));
+                    served.and(joined)
+                }
+            };
             match decisions {
                 Some(task) => {
                     let decided = task

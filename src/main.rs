@@ -41,9 +41,13 @@ fn run_gateway(cli: &Cli) -> ExitCode {
         }
     };
     let _logs = telemetry::init(cfg.log.format, &cfg.log.level);
-    let workers = cfg.server.workers;
-    block_on(workers, async move {
-        let public = bind("server.listen", cfg.server.listen).await?;
+    let workers = match cfg.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    // This thread is the first worker; the others start in `app::run_workers`.
+    block_on(1, async move {
+        let (public, more_public) = bind_public(cfg.server.listen, workers).await?;
         let admin = match cfg.admin.listen {
             Some(addr) => Some(bind("admin.listen", addr).await?),
             None => None,
@@ -61,9 +65,48 @@ fn run_gateway(cli: &Cli) -> ExitCode {
             admin,
             forward_auth,
         };
-        app::run(cfg, listeners, shutdown_signal()).await?;
+        app::run_workers(cfg, listeners, more_public, shutdown_signal()).await?;
         Ok::<_, GatewayError>(())
     })
+}
+
+/// The public listener, and one more per extra worker: with several
+/// workers every one is bound with `SO_REUSEPORT`, so each worker accepts on
+/// its own socket and the kernel spreads new connections over them (only
+/// sockets of the same user can join the port).
+async fn bind_public(
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(TcpListener, Vec<std::net::TcpListener>), GatewayError> {
+    if workers <= 1 {
+        return Ok((bind("server.listen", addr).await?, Vec::new()));
+    }
+    let err = |source| GatewayError::Bind {
+        key: "server.listen",
+        addr,
+        source,
+    };
+    let first = reuseport_listener(addr).map_err(err)?;
+    // Port 0 picks a port for the first; the others join that one.
+    let port = first.local_addr().map_err(err)?;
+    let more = (1..workers)
+        .map(|_| reuseport_listener(port)?.into_std())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(err)?;
+    Ok((first, more))
+}
+
+/// A listener on `addr` that other `SO_REUSEPORT` listeners may share.
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Why `run` stopped with an error.

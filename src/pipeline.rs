@@ -235,6 +235,15 @@ impl Gateway {
         &self.cache
     }
 
+    /// [`Gateway::handle`] for a caller that holds the gateway by `Arc`.
+    pub async fn handle_owned(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
+        self.handle(req, peer).await
+    }
+
     /// Handles one request; never fails, every error becomes a response.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let started = Instant::now();

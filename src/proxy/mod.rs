@@ -1,5 +1,6 @@
-//! Forwarding to upstreams: pooled keep-alive clients (one per distinct
-//! route `ca_file`/`http2`) that stream bodies and trailers both ways,
+//! Forwarding to upstreams: over connections an HTTP/1.1 client connection
+//! owns and drives itself ([`direct`]), else pooled keep-alive clients (one
+//! per distinct route `ca_file`/`http2`); bodies and trailers stream both ways,
 //! hop-by-hop header removal with the two exceptions an upstream may need
 //! (`Upgrade` for WebSocket, `TE: trailers` for gRPC), and X-Forwarded-*.
 
@@ -19,6 +20,7 @@ use crate::config::{Upstream, UpstreamClientConfig, UpstreamConfig};
 use crate::connector::{self, Alpn, Connector};
 use crate::error::GatewayError;
 mod body;
+mod direct;
 mod forwarded;
 mod hop;
 pub mod upgrade;
@@ -51,6 +53,8 @@ struct UpstreamClient {
     /// The same without a pool: the one retry after a keep-alive race must
     /// not land on another stale pooled connection.
     fresh: Client<Connector, RequestBody>,
+    /// For connections a client connection owns (see [`direct`]).
+    connector: Connector,
     http2: bool,
 }
 
@@ -88,10 +92,11 @@ impl Forwarder {
                 let fresh = Client::builder(TokioExecutor::new())
                     .pool_max_idle_per_host(0)
                     .http2_only(spec.http2)
-                    .build(connector);
+                    .build(connector.clone());
                 Ok(UpstreamClient {
                     client,
                     fresh,
+                    connector,
                     http2: spec.http2,
                 })
             })
@@ -157,8 +162,14 @@ impl Forwarder {
             req
         });
         let (body, fate) = RequestBody::new(body, max_body_bytes);
+        let req = Request::from_parts(parts, body);
         let sent = async {
-            match up.client.request(Request::from_parts(parts, body)).await {
+            if !up.http2 && upgrade.is_none() && direct::applies(&req) {
+                return direct::send(&up.connector, client, req, again)
+                    .await
+                    .map_err(|e| e.why());
+            }
+            match up.client.request(req).await {
                 Err(e) if is_keep_alive_race(&e) => match again {
                     Some(req) => {
                         tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
@@ -168,16 +179,17 @@ impl Forwarder {
                 },
                 answer => answer,
             }
+            .map_err(|e| {
+                use std::error::Error as _;
+                e.source()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| e.to_string())
+            })
         };
         let mut resp = tokio::time::timeout(self.timeout, sent)
             .await
             .map_err(|_| GatewayError::UpstreamTimeout)?
-            .map_err(|e| {
-                use std::error::Error as _;
-                let why = e
-                    .source()
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| e.to_string());
+            .map_err(|why| {
                 // The body broke off on the client's side: the upstream
                 // request failed because of it, not because of the upstream.
                 match fate.broken() {
@@ -226,9 +238,14 @@ fn is_keep_alive_race(e: &hyper_util::client::legacy::Error) -> bool {
     if e.is_connect() {
         return false;
     }
-    let Some(h) = e.source().and_then(|s| s.downcast_ref::<hyper::Error>()) else {
-        return false;
-    };
+    e.source()
+        .and_then(|s| s.downcast_ref::<hyper::Error>())
+        .is_some_and(is_keep_alive_race_h1)
+}
+
+/// [`is_keep_alive_race`] for hyper's own error.
+fn is_keep_alive_race_h1(h: &hyper::Error) -> bool {
+    use std::error::Error as _;
     if h.is_incomplete_message() || h.is_canceled() {
         return true;
     }

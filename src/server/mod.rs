@@ -32,9 +32,12 @@ use tokio::time::{Instant, Sleep};
 mod idle;
 pub mod pem;
 pub mod reload;
+mod scope;
 pub mod tls;
 
 use idle::{Activity, Tracked, Watched};
+pub use scope::ConnectionScope;
+use scope::Side;
 use tls::{TlsAcceptorHandle, ALPN_H2};
 
 /// Default bound on open connections per listener (see [`ServeOptions::max_connections`]).
@@ -421,13 +424,25 @@ where
         }
     });
     if h2 {
+        // Streams run in tasks of their own: no scope, the proxy pools.
         let conn = protocols.http2.serve_connection(TokioIo::new(stream), svc);
-        drive(conn, stop, &activity, |c| c.graceful_shutdown(), true).await
+        drive(conn, stop, &activity, |c| c.graceful_shutdown(), true, None).await
     } else {
         // Upgrades on, so a handler can take the socket over with hyper::upgrade::on.
         let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
         let conn = protocols.http1.serve_connection(io, svc).with_upgrades();
-        drive(conn, stop, &activity, |c| c.graceful_shutdown(), false).await
+        let scope = ConnectionScope::new();
+        let side = scope.side();
+        scope
+            .enter(drive(
+                conn,
+                stop,
+                &activity,
+                |c| c.graceful_shutdown(),
+                false,
+                Some(side),
+            ))
+            .await
     }
 }
 
@@ -435,13 +450,16 @@ where
 /// its in-flight requests and close; when the grace is over, or the
 /// connection is past its idle or request-head deadline, drops it (an idle
 /// HTTP/2 connection first gets a GOAWAY). `stop` is held until the end,
-/// which is what the listener's drain waits for.
+/// which is what the listener's drain waits for. `side` holds the futures
+/// handlers gave the connection's [`ConnectionScope`]: they are polled right
+/// after the connection, in this task, and dropped with it.
 async fn drive<C, E>(
     conn: C,
     mut stop: watch::Receiver<Drain>,
     activity: &Activity,
     graceful_shutdown: fn(Pin<&mut C>),
     goaway_when_idle: bool,
+    mut side: Option<Side>,
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
@@ -458,6 +476,9 @@ where
             // The connection first: it is what wakes this task almost every time.
             if let Poll::Ready(done) = conn.as_mut().poll(cx) {
                 return Poll::Ready(Some(done));
+            }
+            if let Some(side) = side.as_mut() {
+                side.poll(cx);
             }
             if expired(activity, timer.as_mut(), cx) {
                 return Poll::Ready(None);

@@ -1,0 +1,213 @@
+//! Upstream connections owned by one client connection: an HTTP/1.1 client
+//! connection's requests to a cleartext HTTP/1.1 upstream go over upstream
+//! connections that its own task drives (see
+//! [`crate::server::ConnectionScope`]), kept idle there between its
+//! requests. Unlike the shared pool, a request then costs no pool lookup,
+//! no channel to a connection task of its own and no wakeup of another
+//! task. HTTPS and HTTP/2 upstreams, upgrades and requests that arrive over
+//! HTTP/2 keep the shared pool: a TLS handshake per client connection, or a
+//! multiplexed upstream, is what a pool is for.
+
+use http::uri::{Authority, Parts, Scheme};
+use http::{header, HeaderValue, Method, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use tower::Service;
+
+use super::body::RequestBody;
+use crate::connector::Connector;
+use crate::server::ConnectionScope;
+
+/// Upstream connections kept idle per client connection: one is enough for
+/// HTTP/1.1's one request at a time; a few cover routes to other upstreams.
+const MAX_IDLE: usize = 4;
+
+/// Why a request did not get an answer over an owned connection.
+#[derive(Debug)]
+pub(super) enum DirectError {
+    /// No connection to the upstream.
+    Connect(Box<dyn std::error::Error + Send + Sync>),
+    /// The connection failed under the request.
+    Http(hyper::Error),
+}
+
+impl DirectError {
+    /// What went wrong, for the log and the 502's detail.
+    pub(super) fn why(&self) -> String {
+        use std::error::Error as _;
+        match self {
+            Self::Connect(e) => e
+                .source()
+                .map_or_else(|| e.to_string(), |s| format!("{e}: {s}")),
+            Self::Http(e) => e
+                .source()
+                .map_or_else(|| e.to_string(), ToString::to_string),
+        }
+    }
+}
+
+/// The idle upstream senders of one client connection, by route client and origin.
+#[derive(Default)]
+struct Idle(Vec<(usize, Authority, SendRequest<RequestBody>)>);
+
+impl Idle {
+    /// An idle sender for `origin` that can take a request now.
+    fn take(&mut self, client: usize, origin: &Authority) -> Option<SendRequest<RequestBody>> {
+        self.0.retain(|(_, _, s)| !s.is_closed());
+        let at = self
+            .0
+            .iter()
+            .position(|(c, a, s)| *c == client && a == origin && s.is_ready())?;
+        Some(self.0.swap_remove(at).2)
+    }
+
+    fn put(&mut self, client: usize, origin: Authority, sender: SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        if self.0.len() >= MAX_IDLE {
+            self.0.remove(0);
+        }
+        self.0.push((client, origin, sender));
+    }
+}
+
+/// Whether `req` may go over a connection owned by the running client
+/// connection: plain `http://`, no CONNECT, and a client connection that
+/// owns connections (HTTP/1.1, so its handler runs in its task).
+pub(super) fn applies(req: &Request<RequestBody>) -> bool {
+    req.uri().scheme() == Some(&Scheme::HTTP)
+        && req.method() != Method::CONNECT
+        && req.uri().authority().is_some()
+        && ConnectionScope::with(|_| ()).is_some()
+}
+
+/// Sends `req` (absolute URI, see [`applies`]) over an idle connection of
+/// this client connection to the same origin, or a new one. `again` is the
+/// same request without a body, given only when it may go twice: after an
+/// upstream closed a reused connection under the first, it goes once more
+/// on a new connection.
+pub(super) async fn send(
+    connector: &Connector,
+    client: usize,
+    mut req: Request<RequestBody>,
+    again: Option<Request<RequestBody>>,
+) -> Result<Response<Incoming>, DirectError> {
+    let Some(origin) = req.uri().authority().cloned() else {
+        return Err(DirectError::Connect("request without an origin".into()));
+    };
+    to_origin(&mut req, &origin);
+    let idle =
+        ConnectionScope::with(|s| s.local(|idle: &mut Idle| idle.take(client, &origin))).flatten();
+    let (sender, answer) = match idle {
+        Some(mut sender) => {
+            let answer = sender.send_request(req).await;
+            match (answer, again) {
+                (Err(e), Some(mut req)) if super::is_keep_alive_race_h1(&e) => {
+                    tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
+                    to_origin(&mut req, &origin);
+                    let mut sender = Box::pin(connect(connector, &origin)).await?;
+                    let answer = sender.send_request(req).await;
+                    (sender, answer)
+                }
+                (answer, _) => (sender, answer),
+            }
+        }
+        None => {
+            let mut sender = Box::pin(connect(connector, &origin)).await?;
+            let answer = sender.send_request(req).await;
+            (sender, answer)
+        }
+    };
+    let resp = answer.map_err(DirectError::Http)?;
+    // Back to idle at once: it is ready again when the body has been read,
+    // which for HTTP/1.1 is before this client connection's next request.
+    ConnectionScope::with(|s| s.local(|idle: &mut Idle| idle.put(client, origin, sender)));
+    Ok(resp)
+}
+
+/// A new connection to `origin`, driven by the running client connection's task.
+async fn connect(
+    connector: &Connector,
+    origin: &Authority,
+) -> Result<SendRequest<RequestBody>, DirectError> {
+    let mut parts = Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(origin.clone());
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    let uri = Uri::from_parts(parts).map_err(|e| DirectError::Connect(e.into()))?;
+    let io = connector
+        .clone()
+        .call(uri)
+        .await
+        .map_err(DirectError::Connect)?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(DirectError::Http)?;
+    let conn = async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    };
+    if ConnectionScope::with(|s| s.spawn(conn)).is_none() {
+        // `applies` checked the scope; this is only a fallback.
+        return Err(DirectError::Connect(
+            "no client connection to run on".into(),
+        ));
+    }
+    Ok(sender)
+}
+
+/// Rewrites `req` as an origin server gets it: the target in origin form,
+/// and a `Host` when the client sent none (HTTP/1.0).
+fn to_origin(req: &mut Request<RequestBody>, origin: &Authority) {
+    let pq = req.uri().path_and_query().cloned();
+    *req.uri_mut() = origin_form(pq);
+    if !req.headers().contains_key(header::HOST) {
+        if let Ok(host) = HeaderValue::from_str(host_header(origin)) {
+            req.headers_mut().insert(header::HOST, host);
+        }
+    }
+}
+
+/// The request target as HTTP/1.1 sends it to an origin server (RFC 9112 3.2.1).
+fn origin_form(pq: Option<http::uri::PathAndQuery>) -> Uri {
+    match pq {
+        Some(pq) if pq.as_str() != "/" => {
+            let mut parts = Parts::default();
+            parts.path_and_query = Some(pq);
+            Uri::from_parts(parts).unwrap_or_default()
+        }
+        _ => Uri::default(),
+    }
+}
+
+/// `Host` for a request that came without one: the origin, without the default port.
+fn host_header(origin: &Authority) -> &str {
+    match origin.port_u16() {
+        Some(80) => origin.host(),
+        _ => origin.as_str(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_is_sent_in_origin_form() {
+        let pq = |s: &str| Some(s.parse::<http::uri::PathAndQuery>().unwrap());
+        assert_eq!(origin_form(pq("/a/b?x=1")), "/a/b?x=1");
+        assert_eq!(origin_form(pq("/")), "/");
+        assert_eq!(origin_form(None), "/");
+    }
+
+    #[test]
+    fn host_leaves_out_the_default_port() {
+        let a = |s: &str| s.parse::<Authority>().unwrap();
+        assert_eq!(host_header(&a("app:80")), "app");
+        assert_eq!(host_header(&a("app:8080")), "app:8080");
+        assert_eq!(host_header(&a("app")), "app");
+    }
+}

@@ -1,0 +1,107 @@
+//! Work that belongs to one HTTP/1.1 client connection and runs in that
+//! connection's own task: the proxy's upstream connections. Driven there,
+//! a request and its answer cross no task boundary: the handler, the
+//! upstream connection and the client connection are polled one after the
+//! other by the same task, so a wakeup between them costs no trip through
+//! another task or a pool.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Context;
+
+/// A future a connection runs beside its requests.
+type SideFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+tokio::task_local! {
+    /// The scope of the connection whose task is running.
+    static SCOPE: Arc<ConnectionScope>;
+}
+
+/// What handlers running in an HTTP/1.1 connection's task may leave with
+/// it: futures it polls after every wakeup (and drops when it closes), and
+/// one value of any type (the proxy keeps its idle upstream senders there).
+pub struct ConnectionScope {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Handed over by handlers, not yet taken by the connection's driver.
+    new: Vec<SideFuture>,
+    local: Option<Box<dyn Any + Send>>,
+}
+
+/// The connection driver's end: the side futures it polls.
+pub(super) struct Side {
+    scope: Arc<ConnectionScope>,
+    running: Vec<SideFuture>,
+}
+
+impl ConnectionScope {
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Runs `fut` with this scope as the current one.
+    pub(super) async fn enter<F: Future>(self: Arc<Self>, fut: F) -> F::Output {
+        SCOPE.scope(self, fut).await
+    }
+
+    pub(super) fn side(self: &Arc<Self>) -> Side {
+        Side {
+            scope: Arc::clone(self),
+            running: Vec::new(),
+        }
+    }
+
+    /// Calls `f` with the scope of the HTTP/1.1 connection whose task runs
+    /// this code; `None` elsewhere (HTTP/2 streams and background tasks run
+    /// in tasks of their own).
+    pub fn with<R>(f: impl FnOnce(&ConnectionScope) -> R) -> Option<R> {
+        SCOPE.try_with(|scope| f(scope)).ok()
+    }
+
+    /// Polls `fut` in this connection's task from the next poll on, until
+    /// it ends or the connection closes.
+    pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.lock().new.push(Box::pin(fut));
+    }
+
+    /// Calls `f` with this connection's value of type `T` (a default one
+    /// the first time; a value of another type is replaced).
+    pub fn local<T: Default + Send + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut state = self.lock();
+        let local = state.local.get_or_insert_with(|| Box::new(T::default()));
+        if !local.is::<T>() {
+            *local = Box::new(T::default());
+        }
+        match local.downcast_mut::<T>() {
+            Some(value) => f(value),
+            // Unreachable: replaced above when of another type.
+            None => f(&mut T::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Side {
+    /// Takes over futures handed over since the last call, polls every one,
+    /// and forgets those that ended.
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>) {
+        {
+            let mut state = self.scope.lock();
+            if !state.new.is_empty() {
+                self.running.append(&mut state.new);
+            }
+        }
+        self.running
+            .retain_mut(|fut| fut.as_mut().poll(cx).is_pending());
+    }
+}
