@@ -31,18 +31,22 @@
 //! - [`idp`]: the [`idp::SessionProvider`] trait, [`idp::build`], one
 //!   folder per provider with the wire types its emulator shares, and
 //!   [`idp::guard`]: the concurrency limit and circuit breaker around them.
-//! - [`proxy`]: forwarding, hop-by-hop, X-Forwarded-*, bodies, upgrades;
-//!   [`connector`]: outbound TCP/TLS for upstreams and the IdP.
-//! - [`server`]: accept loop, protocols, idle timers, TLS and PEM loading;
-//!   it knows nothing of the config or the core.
-//! - [`admin`]: health, readiness latch, metrics.
+//! - [`cluster`]: shared state across replicas on Redis (`[cluster]`): the
+//!   sealed L2 cache with its lock, and revocations on a Redis Stream.
+//! - [`proxy`]: forwarding (upstream connections owned by the client
+//!   connection, or the shared pool), hop-by-hop, X-Forwarded-*, bodies,
+//!   upgrades; [`connector`]: outbound TCP/TLS for upstreams and the IdP.
+//! - [`server`]: accept loop, protocols, idle timers, per-connection scope,
+//!   TLS and PEM loading; it knows nothing of the config or the core.
+//! - [`admin`]: health, readiness latch, `POST /revoke`, metrics.
 //! - [`dev`]: emulator, echo upstream, demo, load generator; only `main.rs`
 //!   and `dev` itself import it.
 //!
 //! Dependency rules (checked by `tests/architecture.rs`): no import circles;
 //! `config` imports only `path` and `server::pem`; `server` imports nothing
 //! outside itself; only `main.rs` and `dev` import `dev`; `idp` imports
-//! neither `pipeline` nor `proxy`; `proxy` imports neither `pipeline` nor `idp`.
+//! neither `pipeline` nor `proxy`; `proxy` imports neither `pipeline` nor `idp`;
+//! `cluster` imports neither `pipeline`, `proxy` nor `admin`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
