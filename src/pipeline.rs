@@ -187,13 +187,11 @@ impl Gateway {
     /// returns how many local entries were dropped. Logout and the admin
     /// `/revoke` both come here.
     pub async fn revoke(&self, target: &Target) -> usize {
+        let dropped = target.revoke_in(&self.cache).await;
         if let Some(cluster) = &self.cluster {
-            return cluster.revoke(target).await;
+            cluster.publish(target);
         }
-        match target {
-            Target::Credential(key) => usize::from(self.cache.revoke(key).await),
-            Target::SessionId(id) => self.cache.revoke_where(|key| key.id() == id.as_str()).await,
-        }
+        dropped
     }
 
     /// `POST /revoke` on the admin listener: 200 with how many local entries

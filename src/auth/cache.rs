@@ -590,6 +590,11 @@ mod tests {
         c.get_or_resolve(k, async { answer }).await.unwrap().lookup
     }
 
+    /// A lookup that must be served from the cache (it panics if it asks).
+    async fn cached(c: &TestCache, k: &Credential) -> Resolved {
+        c.get_or_resolve(k, async { unreachable!() }).await.unwrap()
+    }
+
     #[tokio::test]
     async fn second_lookup_is_a_hit_and_errors_are_not_cached() {
         let c = cache(60, 60);
@@ -807,48 +812,28 @@ mod tests {
         let c: TestCache = SessionCache::new(&cfg);
         let k = Credential::new("ahead", "");
         lookup(&c, &k, Ok(valid(60))).await;
-        let hit = c
-            .get_or_resolve(&k, async { unreachable!() })
-            .await
-            .unwrap();
+        let hit = cached(&c, &k).await;
         assert!(hit.refresh.is_none(), "not inside the window yet");
         tokio::time::sleep(Duration::from_millis(220)).await;
-        let hit = c
-            .get_or_resolve(&k, async { unreachable!() })
-            .await
-            .unwrap();
+        let hit = cached(&c, &k).await;
         let ticket = hit.refresh.expect("inside the window");
-        let again = c
-            .get_or_resolve(&k, async { unreachable!() })
-            .await
-            .unwrap();
+        let again = cached(&c, &k).await;
         assert!(again.refresh.is_none(), "one ticket per entry");
         assert_eq!(
             c.refresh(&k, ticket, async { Ok(valid(60)) }).await,
             Refreshed::Valid
         );
-        let renewed = c
-            .get_or_resolve(&k, async { unreachable!() })
-            .await
-            .unwrap();
+        let renewed = cached(&c, &k).await;
         assert!(renewed.refresh.is_none(), "a new entry, outside its window");
 
         // A refresh that finds the session invalid replaces the entry.
         tokio::time::sleep(Duration::from_millis(220)).await;
-        let ticket = c
-            .get_or_resolve(&k, async { unreachable!() })
-            .await
-            .unwrap()
-            .refresh
-            .unwrap();
+        let ticket = cached(&c, &k).await.refresh.unwrap();
         assert_eq!(
             c.refresh(&k, ticket, async { Ok(Fresh::Invalid) }).await,
             Refreshed::Invalid
         );
-        let r = c
-            .get_or_resolve(&k, async { unreachable!() })
-            .await
-            .unwrap();
+        let r = cached(&c, &k).await;
         assert!(matches!(r.value, Cached::Invalid));
     }
 
@@ -859,20 +844,12 @@ mod tests {
         let k = Credential::new("kept", "");
         lookup(&c, &k, Ok(valid(60))).await;
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let ticket = c
-            .get_or_resolve(&k, async { unreachable!() })
-            .await
-            .unwrap()
-            .refresh
-            .unwrap();
+        let ticket = cached(&c, &k).await.refresh.unwrap();
         assert_eq!(
             c.refresh(&k, ticket, async { Err("down") }).await,
             Refreshed::Failed
         );
-        let r = c
-            .get_or_resolve(&k, async { unreachable!() })
-            .await
-            .unwrap();
+        let r = cached(&c, &k).await;
         assert!(
             matches!(r.value, Cached::Valid(_)),
             "still served until it expires"

@@ -178,6 +178,14 @@ pub enum TargetError {
 }
 
 impl Target {
+    /// Revokes this target in `cache`; returns how many live answers went.
+    pub async fn revoke_in<E: Send + Sync + 'static>(&self, cache: &SessionCache<E>) -> usize {
+        match self {
+            Target::Credential(key) => usize::from(cache.revoke(key).await),
+            Target::SessionId(id) => cache.revoke_where(|key| key.id() == id.as_str()).await,
+        }
+    }
+
     /// Reads a `/revoke` body: `{"credential": ..., "token": ...}` (the
     /// token cookie is IID's second part) or, when `session_ids`, `{"sessionId": ...}`.
     pub fn parse(body: &[u8], session_ids: bool) -> Result<Target, TargetError> {
@@ -584,42 +592,31 @@ impl Cluster {
         });
     }
 
-    /// Revokes `target` here at once and, through Redis, on every replica
-    /// (later if Redis is down). Returns how many local entries were dropped.
-    pub async fn revoke(&self, target: &Target) -> usize {
-        let (dropped, pending) = match target {
-            Target::Credential(key) => (
-                usize::from(self.settings.cache.revoke(key).await),
-                Pending {
-                    kind: revocations::KIND_CREDENTIAL,
-                    tag: self.keys.credential(key),
-                },
-            ),
-            Target::SessionId(id) => (
-                self.settings
-                    .cache
-                    .revoke_where(|key| key.id() == id.as_str())
-                    .await,
-                Pending {
-                    kind: revocations::KIND_SESSION,
-                    tag: self.keys.session_id(id),
-                },
-            ),
+    /// Sends a revocation already applied here to every other replica,
+    /// through Redis (later if Redis is down: it waits in the outbox).
+    pub fn publish(&self, target: &Target) {
+        let pending = match target {
+            Target::Credential(key) => Pending {
+                kind: revocations::KIND_CREDENTIAL,
+                tag: self.keys.credential(key),
+            },
+            Target::SessionId(id) => Pending {
+                kind: revocations::KIND_SESSION,
+                tag: self.keys.session_id(id),
+            },
         };
-        {
-            let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
-            if outbox.len() >= self.cfg.outage_buffer {
-                outbox.pop_front();
-                (self.observe)(Event::RevocationDropped);
-                tracing::warn!(
-                    outage_buffer = self.cfg.outage_buffer,
-                    "revocation buffer full while Redis is unreachable: the oldest pending revocation was dropped (it stays applied on this replica)"
-                );
-            }
-            outbox.push_back(pending);
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        if outbox.len() >= self.cfg.outage_buffer {
+            outbox.pop_front();
+            (self.observe)(Event::RevocationDropped);
+            tracing::warn!(
+                outage_buffer = self.cfg.outage_buffer,
+                "revocation buffer full while Redis is unreachable: the oldest pending revocation was dropped (it stays applied on this replica)"
+            );
         }
+        outbox.push_back(pending);
+        drop(outbox);
         self.wake_publisher.notify_one();
-        dropped
     }
 
     /// How long revocation records live: longer than any cached copy anywhere.
