@@ -173,7 +173,7 @@ fn steps(c: &mut Criterion) {
         "Zk3q9XcP0aLr7TnB2mVy5HsQ8dWe1uJo",
     );
     let auth = Arc::new(seed_authenticated());
-    rt.block_on(cache.get_or_resolve(&key, async {
+    rt.block_on(cache.get_or_resolve(&key, || async {
         Ok(Fresh::Valid(auth, Duration::from_secs(3600)))
     }))
     .unwrap();
@@ -185,7 +185,7 @@ fn steps(c: &mut Criterion) {
                 let key = &key;
                 async move {
                     let resolved = cache
-                        .get_or_resolve(key, async { unreachable!("cache hit expected") })
+                        .get_or_resolve(key, || async { unreachable!("cache hit expected") })
                         .await
                         .unwrap();
                     if let sessiongate::auth::cache::Cached::Valid(a) = resolved.value {

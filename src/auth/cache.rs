@@ -341,12 +341,18 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
     /// concurrent callers) and keeps what it yields. A failure is shared with
     /// the waiting callers, never served as an answer, and comes with the
     /// session's last valid answer if the cache still holds one.
-    pub async fn get_or_resolve<F>(
+    ///
+    /// `resolve` builds the call only on a miss, and the miss runs in a
+    /// future of its own on the heap: a hit's future stays a few hundred
+    /// bytes instead of carrying the IdP call's, which every request would
+    /// otherwise copy.
+    pub async fn get_or_resolve<R, F>(
         &self,
         key: &Credential,
-        resolve: F,
+        resolve: R,
     ) -> Result<Resolved, Failed<E>>
     where
+        R: FnOnce() -> F,
         F: Future<Output = Result<Fresh, E>>,
     {
         // The hot path: one moka read, a timestamp compare, no allocation.
@@ -363,6 +369,15 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
                 });
             }
         }
+        Box::pin(self.resolve_miss(key, resolve())).await
+    }
+
+    /// [`SessionCache::get_or_resolve`] past a miss: one call for all
+    /// concurrent callers.
+    async fn resolve_miss<F>(&self, key: &Credential, resolve: F) -> Result<Resolved, Failed<E>>
+    where
+        F: Future<Output = Result<Fresh, E>>,
+    {
         let called = AtomicBool::new(false);
         let init = async {
             called.store(true, Ordering::Relaxed);
@@ -587,12 +602,17 @@ mod tests {
     }
 
     async fn lookup(c: &TestCache, k: &Credential, answer: Result<Fresh, &'static str>) -> Lookup {
-        c.get_or_resolve(k, async { answer }).await.unwrap().lookup
+        c.get_or_resolve(k, || async { answer })
+            .await
+            .unwrap()
+            .lookup
     }
 
     /// A lookup that must be served from the cache (it panics if it asks).
     async fn cached(c: &TestCache, k: &Credential) -> Resolved {
-        c.get_or_resolve(k, async { unreachable!() }).await.unwrap()
+        c.get_or_resolve(k, || async { unreachable!() })
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -601,7 +621,7 @@ mod tests {
         let k = Credential::new("a", "");
         assert_eq!(lookup(&c, &k, Ok(valid(60))).await, Lookup::Miss);
         let r = c
-            .get_or_resolve(&k, async { unreachable!("must not resolve") })
+            .get_or_resolve(&k, || async { unreachable!("must not resolve") })
             .await
             .unwrap();
         assert_eq!(r.lookup, Lookup::Hit);
@@ -609,7 +629,7 @@ mod tests {
 
         let e = Credential::new("b", "");
         let failed = c
-            .get_or_resolve(&e, async { Err("idp timed out") })
+            .get_or_resolve(&e, || async { Err("idp timed out") })
             .await
             .unwrap_err();
         assert_eq!(*failed.error, "idp timed out");
@@ -635,7 +655,10 @@ mod tests {
         let k = Credential::new("r", "t");
         lookup(&c, &k, Ok(valid(60))).await;
         c.revoke(&k).await;
-        let r = c.get_or_resolve(&k, async { Ok(valid(60)) }).await.unwrap();
+        let r = c
+            .get_or_resolve(&k, || async { Ok(valid(60)) })
+            .await
+            .unwrap();
         assert_eq!(r.lookup, Lookup::Hit);
         assert!(matches!(r.value, Cached::Invalid));
     }
@@ -645,7 +668,9 @@ mod tests {
         let c = cache(60, 60);
         lookup(&c, &Credential::new("s", "right"), Ok(valid(60))).await;
         let r = c
-            .get_or_resolve(&Credential::new("s", "wrong"), async { Ok(Fresh::Invalid) })
+            .get_or_resolve(&Credential::new("s", "wrong"), || async {
+                Ok(Fresh::Invalid)
+            })
             .await
             .unwrap();
         assert_eq!(r.lookup, Lookup::Miss);
@@ -664,7 +689,7 @@ mod tests {
         assert_eq!(c.entry_count(), 1, "retained past freshness");
         assert_eq!(lookup(&c, &k, Ok(valid(60))).await, Lookup::Miss);
         let r = c
-            .get_or_resolve(&k, async { unreachable!("fresh now") })
+            .get_or_resolve(&k, || async { unreachable!("fresh now") })
             .await
             .unwrap();
         assert_eq!(r.lookup, Lookup::Hit);
@@ -688,7 +713,7 @@ mod tests {
         past_freshness().await;
         for _ in 0..2 {
             let failed = c
-                .get_or_resolve(&k, async { Err("idp down") })
+                .get_or_resolve(&k, || async { Err("idp down") })
                 .await
                 .unwrap_err();
             let stale = failed.stale.expect("last valid answer offered");
@@ -701,7 +726,7 @@ mod tests {
             );
         }
         let failed = c
-            .get_or_resolve(&k, async { Err("down") })
+            .get_or_resolve(&k, || async { Err("down") })
             .await
             .unwrap_err();
         let stale = failed.stale.unwrap();
@@ -718,7 +743,7 @@ mod tests {
         lookup(&c, &revoked, Ok(valid(60))).await;
         c.revoke(&revoked).await;
         let r = c
-            .get_or_resolve(&revoked, async { Err("down") })
+            .get_or_resolve(&revoked, || async { Err("down") })
             .await
             .unwrap();
         assert!(matches!(r.value, Cached::Invalid), "the tombstone answers");
@@ -739,7 +764,7 @@ mod tests {
         past_freshness().await;
         lookup(&c2, &invalid, Ok(Fresh::Invalid)).await;
         let failed = c2
-            .get_or_resolve(&invalid, async { Err("down") })
+            .get_or_resolve(&invalid, || async { Err("down") })
             .await
             .unwrap_err();
         assert!(
@@ -758,7 +783,7 @@ mod tests {
             let c = c.clone();
             let k = k.clone();
             tokio::spawn(async move {
-                c.get_or_resolve(&k, async move {
+                c.get_or_resolve(&k, || async move {
                     let _ = started_tx.send(());
                     let _ = answer_rx.await;
                     Ok(valid(60))
@@ -779,7 +804,7 @@ mod tests {
             // Bounded: before the tombstone lands, a lookup joins the call in flight.
             let r = tokio::time::timeout(
                 Duration::from_millis(20),
-                c.get_or_resolve(&k, async { Ok(valid(60)) }),
+                c.get_or_resolve(&k, || async { Ok(valid(60)) }),
             )
             .await;
             if matches!(
@@ -800,7 +825,7 @@ mod tests {
         pending.await.unwrap().unwrap();
         revoking.await.unwrap();
         let r = c
-            .get_or_resolve(&k, async { unreachable!("tombstone is fresh") })
+            .get_or_resolve(&k, || async { unreachable!("tombstone is fresh") })
             .await
             .unwrap();
         assert!(matches!(r.value, Cached::Invalid));
@@ -859,7 +884,7 @@ mod tests {
         lookup(&c, &k2, Ok(valid(60))).await;
         tokio::time::sleep(Duration::from_millis(60)).await;
         let ticket = c
-            .get_or_resolve(&k2, async { unreachable!() })
+            .get_or_resolve(&k2, || async { unreachable!() })
             .await
             .unwrap()
             .refresh
@@ -871,7 +896,7 @@ mod tests {
             Refreshed::Superseded
         );
         let r = c
-            .get_or_resolve(&k2, async { unreachable!() })
+            .get_or_resolve(&k2, || async { unreachable!() })
             .await
             .unwrap();
         assert!(

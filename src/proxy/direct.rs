@@ -91,7 +91,7 @@ pub(super) async fn send(
     connector: &Connector,
     client: usize,
     mut req: Request<RequestBody>,
-    again: Option<Request<RequestBody>>,
+    again: Option<Box<Request<RequestBody>>>,
 ) -> Result<Response<Incoming>, DirectError> {
     let Some(origin) = req.uri().authority().cloned() else {
         return Err(DirectError::Connect("request without an origin".into()));
@@ -107,7 +107,7 @@ pub(super) async fn send(
                     tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
                     to_origin(&mut req, &origin);
                     let mut sender = Box::pin(connect(connector, &origin)).await?;
-                    let answer = sender.send_request(req).await;
+                    let answer = sender.send_request(*req).await;
                     (sender, answer)
                 }
                 (answer, _) => (sender, answer),

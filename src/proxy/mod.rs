@@ -159,7 +159,9 @@ impl Forwarder {
             *req.uri_mut() = parts.uri.clone();
             *req.version_mut() = parts.version;
             *req.headers_mut() = parts.headers.clone();
-            req
+            // Boxed: a spare request inline would be carried, and copied,
+            // by every level of the request's future.
+            Box::new(req)
         });
         let (body, fate) = RequestBody::new(body, max_body_bytes);
         let req = Request::from_parts(parts, body);
@@ -173,7 +175,7 @@ impl Forwarder {
                 Err(e) if is_keep_alive_race(&e) => match again {
                     Some(req) => {
                         tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
-                        up.fresh.request(req).await
+                        up.fresh.request(*req).await
                     }
                     None => Err(e),
                 },
