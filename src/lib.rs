@@ -59,6 +59,7 @@ pub mod connector;
 pub mod dev;
 pub mod error;
 pub mod forward_auth;
+pub mod hex;
 pub mod html;
 pub mod idp;
 pub mod path;

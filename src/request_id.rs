@@ -43,8 +43,10 @@ pub fn generate() -> HeaderValue {
         h.finish()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let text = format!("{seed:016x}{n:016x}");
-    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
+    let mut text = [0u8; 32];
+    text[..16].copy_from_slice(&crate::hex::digits::<16>(seed));
+    text[16..].copy_from_slice(&crate::hex::digits::<16>(n));
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
 }
 
 fn is_valid(v: &[u8]) -> bool {

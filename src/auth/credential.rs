@@ -70,9 +70,16 @@ fn fingerprint_key() -> &'static std::hash::RandomState {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(u32);
 
+impl Fingerprint {
+    /// The 8 hex digits; [`crate::hex::as_str`] shows them.
+    pub fn digits(self) -> [u8; 8] {
+        crate::hex::digits(u64::from(self.0))
+    }
+}
+
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}", self.0)
+        f.write_str(crate::hex::as_str(&self.digits()))
     }
 }
 
