@@ -36,6 +36,7 @@ use crate::proxy::{self, Forwarder, ResponseBody};
 use crate::request_id;
 use crate::routes::{Access, Route, RouteTable};
 use crate::server::ConnectionInfo;
+use crate::telemetry;
 
 /// Characters left as-is in `return_to` (RFC 3986 unreserved).
 const RETURN_TO_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -298,23 +299,23 @@ impl Gateway {
         if self.access_log {
             // The path only: query values may carry tokens. Sessions appear as a
             // short keyed hash, never in clear.
-            tracing::info!(
-                target: "sessiongate::access",
-                request_id = seen.request_id.to_str().unwrap_or_default(),
-                mode = seen.mode.as_str(),
-                method = %seen.method,
-                path = seen.path,
-                route = log.route,
-                status = status.as_u16(),
-                latency_us = elapsed.as_micros() as u64,
-                cache = log.lookup.map(Lookup::as_str),
-                reason = log.reason,
-                detail = log.detail,
-                missing = log.missing,
-                profile_id = log.auth.as_deref().map(Authenticated::subject),
-                session = log.session.map(tracing::field::display),
-                "request"
-            );
+            let session = log.session.map(Fingerprint::digits);
+            telemetry::Access {
+                request_id: seen.request_id.to_str().unwrap_or_default(),
+                mode: seen.mode.as_str(),
+                method: seen.method.as_str(),
+                path: seen.path,
+                route: log.route,
+                status: status.as_u16(),
+                latency_us: elapsed.as_micros() as u64,
+                cache: log.lookup.map(Lookup::as_str),
+                reason: log.reason,
+                detail: log.detail,
+                missing: log.missing,
+                profile_id: log.auth.as_deref().map(Authenticated::subject),
+                session: session.as_ref().map(|d| crate::hex::as_str(d)),
+            }
+            .write();
         }
     }
 

@@ -34,6 +34,10 @@ pub const BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 static DROPPED: OnceLock<Arc<Shared>> = OnceLock::new();
 
+/// The log buffer, when access lines may skip tracing (see [`Access::write`]):
+/// set by [`init`] for the human format without colour.
+static ACCESS: OnceLock<Arc<Shared>> = OnceLock::new();
+
 /// Keeps the writer thread; dropping it writes out what is still buffered.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
@@ -62,12 +66,16 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
         // are noise, and writing them cost about 4% of a request's instructions.
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(LineSink(Arc::clone(&shared)));
+    let ansi = std::io::stderr().is_terminal();
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.compact().fmt_fields(Fields).try_init(),
     };
     if installed.is_err() {
         return LogGuard { writer: None };
+    }
+    if matches!(format, LogFormat::Pretty) && !ansi {
+        let _ = ACCESS.set(Arc::clone(&shared));
     }
     let _ = DROPPED.set(Arc::clone(&shared));
     let flusher = Arc::clone(&shared);
@@ -157,6 +165,167 @@ impl Shared {
     }
 }
 
+/// Target of the access log's lines (`RUST_LOG=sessiongate::access=off` silences it).
+pub const ACCESS_TARGET: &str = "sessiongate::access";
+
+/// One answered request's access-log line; `None` fields are left out, as
+/// tracing leaves them out.
+pub struct Access<'a> {
+    /// The request id.
+    pub request_id: &'a str,
+    /// `proxy` or `forward_auth`.
+    pub mode: &'a str,
+    /// Written as is (it is a token).
+    pub method: &'a str,
+    /// The path only: query values may carry tokens.
+    pub path: &'a str,
+    /// The matched route's prefix.
+    pub route: Option<&'a str>,
+    /// The status sent.
+    pub status: u16,
+    /// Time to the response head.
+    pub latency_us: u64,
+    /// How the session cache answered.
+    pub cache: Option<&'a str>,
+    /// The error table's reason.
+    pub reason: Option<&'a str>,
+    /// More about the reason.
+    pub detail: Option<&'a str>,
+    /// The permission a refusal was missing.
+    pub missing: Option<&'a str>,
+    /// The user, when authenticated.
+    pub profile_id: Option<&'a str>,
+    /// The session's fingerprint, written as is (hex digits).
+    pub session: Option<&'a str>,
+}
+
+impl Access<'_> {
+    /// Logs the line at INFO on [`ACCESS_TARGET`]. In the human format
+    /// without colour the line goes straight into the log buffer, byte for
+    /// byte what tracing would write: tracing's dispatch and field visiting
+    /// were 12% of a proxied request's instructions under callgrind. JSON,
+    /// a terminal, and subscribers installed by tests get a tracing event.
+    pub fn write(&self) {
+        if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+            return;
+        }
+        let Some(shared) = ACCESS.get() else {
+            tracing::info!(
+                target: ACCESS_TARGET,
+                request_id = self.request_id,
+                mode = self.mode,
+                method = %self.method,
+                path = self.path,
+                route = self.route,
+                status = self.status,
+                latency_us = self.latency_us,
+                cache = self.cache,
+                reason = self.reason,
+                detail = self.detail,
+                missing = self.missing,
+                profile_id = self.profile_id,
+                session = self.session.map(tracing::field::display),
+                "request"
+            );
+            return;
+        };
+        thread_local! {
+            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            if write_time(&mut *line)
+                .and_then(|()| self.write_human(&mut *line))
+                .is_ok()
+            {
+                shared.push(line.as_bytes());
+            }
+        });
+    }
+
+    /// The line after its timestamp, as tracing's compact format writes it.
+    fn write_human(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        out.write_str("  INFO sessiongate::access: request")?;
+        let quoted = [
+            ("request_id", Some(self.request_id)),
+            ("mode", Some(self.mode)),
+        ];
+        for (name, value) in quoted {
+            write_field(out, name, value, true)?;
+        }
+        write_field(out, "method", Some(self.method), false)?;
+        write_field(out, "path", Some(self.path), true)?;
+        write_field(out, "route", self.route, true)?;
+        out.write_str(" status=")?;
+        write_u64(out, u64::from(self.status))?;
+        out.write_str(" latency_us=")?;
+        write_u64(out, self.latency_us)?;
+        for (name, value) in [
+            ("cache", self.cache),
+            ("reason", self.reason),
+            ("detail", self.detail),
+            ("missing", self.missing),
+            ("profile_id", self.profile_id),
+        ] {
+            write_field(out, name, value, true)?;
+        }
+        write_field(out, "session", self.session, false)?;
+        out.write_char('\n')
+    }
+}
+
+/// ` name=value` (quoted as [`write_quoted`] does), or nothing for `None`.
+fn write_field(
+    out: &mut impl std::fmt::Write,
+    name: &str,
+    value: Option<&str>,
+    quoted: bool,
+) -> std::fmt::Result {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    out.write_char(' ')?;
+    out.write_str(name)?;
+    out.write_char('=')?;
+    if quoted {
+        write_quoted(out, value)
+    } else {
+        out.write_str(value)
+    }
+}
+
+/// A string field's value as tracing writes it (`{:?}`), without the
+/// per-character escaping when nothing needs escaping.
+fn write_quoted(out: &mut impl std::fmt::Write, value: &str) -> std::fmt::Result {
+    if value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.write_char('"')?;
+        out.write_str(value)?;
+        out.write_char('"')
+    } else {
+        write!(out, "{value:?}")
+    }
+}
+
+/// Decimal digits, without `core::fmt`.
+fn write_u64(out: &mut impl std::fmt::Write, value: u64) -> std::fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.write_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"))
+}
+
 /// The human format's fields, `name=value` separated by spaces, exactly as
 /// tracing's default writes them without colour, but strings and integers
 /// go straight into the line: through `write!` each field cost about a
@@ -211,16 +380,8 @@ impl Visit for FieldWriter<'_> {
         self.result = self.start(field).and_then(|()| {
             if field.name() == "message" {
                 self.writer.write_str(value)
-            } else if value
-                .bytes()
-                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-            {
-                // What `{:?}` would write, without its per-character escaping.
-                self.writer.write_char('"')?;
-                self.writer.write_str(value)?;
-                self.writer.write_char('"')
             } else {
-                write!(self.writer, "{value:?}")
+                write_quoted(&mut self.writer, value)
             }
         });
     }
@@ -229,21 +390,9 @@ impl Visit for FieldWriter<'_> {
         if self.result.is_err() {
             return;
         }
-        self.result = self.start(field).and_then(|()| {
-            let mut digits = [0u8; 20];
-            let mut at = digits.len();
-            let mut rest = value;
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (rest % 10) as u8;
-                rest /= 10;
-                if rest == 0 {
-                    break;
-                }
-            }
-            self.writer
-                .write_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"))
-        });
+        self.result = self
+            .start(field)
+            .and_then(|()| write_u64(&mut self.writer, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -264,24 +413,29 @@ struct Clock;
 
 impl FormatTime for Clock {
     fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        thread_local! {
-            /// The second last formatted, and its text up to the seconds.
-            static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        SECOND.with(|second| {
-            let mut second = second.borrow_mut();
-            if second.0 != now.as_secs() {
-                second.0 = now.as_secs();
-                second.1 = up_to_seconds(now.as_secs());
-            }
-            w.write_str(&second.1)
-        })?;
-        let fraction = fraction(now.subsec_micros());
-        w.write_str(std::str::from_utf8(&fraction).unwrap_or(".000000Z"))
+        write_time(w)
     }
+}
+
+/// Now, as [`Clock`] shows it.
+fn write_time(w: &mut impl std::fmt::Write) -> std::fmt::Result {
+    thread_local! {
+        /// The second last formatted, and its text up to the seconds.
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    SECOND.with(|second| {
+        let mut second = second.borrow_mut();
+        if second.0 != now.as_secs() {
+            second.0 = now.as_secs();
+            second.1 = up_to_seconds(now.as_secs());
+        }
+        w.write_str(&second.1)
+    })?;
+    let fraction = fraction(now.subsec_micros());
+    w.write_str(std::str::from_utf8(&fraction).unwrap_or(".000000Z"))
 }
 
 /// `2026-12-01T04:36:38` for a Unix time in seconds.
@@ -403,6 +557,58 @@ mod tests {
             "{theirs}"
         );
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn access_lines_are_written_as_tracing_writes_them() {
+        let lines = [
+            Access {
+                request_id: "abc-123",
+                mode: "proxy",
+                method: "GET",
+                path: "/app/x",
+                route: Some("/app"),
+                status: 200,
+                latency_us: 18_446_744_073_709_551_615,
+                cache: Some("hit"),
+                reason: None,
+                detail: None,
+                missing: None,
+                profile_id: Some("518"),
+                session: Some("0a1b2c3d"),
+            },
+            Access {
+                request_id: "r",
+                mode: "forward_auth",
+                method: "POST",
+                path: "/caf\u{e9}/\"q\"",
+                route: None,
+                status: 403,
+                latency_us: 0,
+                cache: None,
+                reason: Some("missing_permission"),
+                detail: Some("line\nbreak \\ back"),
+                missing: Some("P1"),
+                profile_id: None,
+                session: None,
+            },
+        ];
+        for line in &lines {
+            let theirs = Captured::default();
+            let subscriber = tracing_subscriber::fmt()
+                .compact()
+                .without_time()
+                .with_ansi(false)
+                .with_writer(theirs.clone())
+                .finish();
+            // No `init` in unit tests: `write` takes the tracing path.
+            tracing::subscriber::with_default(subscriber, || line.write());
+            let theirs = String::from_utf8(theirs.0.lock().unwrap().clone()).unwrap();
+            let mut ours = String::new();
+            line.write_human(&mut ours).unwrap();
+            // Ours starts with the space that follows the timestamp.
+            assert_eq!(ours, format!(" {theirs}"));
+        }
     }
 
     #[test]

@@ -370,7 +370,7 @@ emulate = true
 listen = "{admin}"
 
 [log]
-level = "warn"
+level = "info"
 
 [[routes]]
 prefix = "/public/"
@@ -469,6 +469,40 @@ upstream = "http://{echo}"
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert!(status.success(), "{status}:\n{}", log_text());
+
+        // The binary writes access lines itself (not through tracing) when
+        // the log is not a terminal: the same text, flushed at exit.
+        let text = log_text();
+        let access: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" sessiongate::access: "))
+            .collect();
+        assert_eq!(access.len(), 3, "{text}");
+        for line in &access {
+            let (time, rest) = line
+                .split_once("  INFO sessiongate::access: request request_id=\"")
+                .unwrap();
+            assert!(time.len() == 27 && time.ends_with('Z'), "{line}");
+            assert!(
+                rest.contains("\" mode=\"proxy\" method=GET path=\""),
+                "{line}"
+            );
+        }
+        assert!(
+            access[0].contains(r#"path="/public/x" route="/public" status=200 latency_us="#),
+            "{}",
+            access[0]
+        );
+        assert!(
+            access[1].contains(r#"path="/private" route="/" status=401 latency_us="#),
+            "{}",
+            access[1]
+        );
+        assert!(
+            access[1].contains(r#" reason="no_session""#),
+            "{}",
+            access[1]
+        );
     }
 }
 
