@@ -59,14 +59,14 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let shared = Arc::new(Shared::new(BUFFER_BYTES));
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_timer(Clock)
         // Colour codes only for a person at a terminal: in a log file they
         // are noise, and writing them cost about 4% of a request's instructions.
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_writer(LineSink(Arc::clone(&shared)));
-    let ansi = std::io::stderr().is_terminal();
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.compact().fmt_fields(Fields).try_init(),
@@ -247,13 +247,8 @@ impl Access<'_> {
     /// The line after its timestamp, as tracing's compact format writes it.
     fn write_human(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         out.write_str("  INFO sessiongate::access: request")?;
-        let quoted = [
-            ("request_id", Some(self.request_id)),
-            ("mode", Some(self.mode)),
-        ];
-        for (name, value) in quoted {
-            write_field(out, name, value, true)?;
-        }
+        write_field(out, "request_id", Some(self.request_id), true)?;
+        write_field(out, "mode", Some(self.mode), true)?;
         write_field(out, "method", Some(self.method), false)?;
         write_field(out, "path", Some(self.path), true)?;
         write_field(out, "route", self.route, true)?;
