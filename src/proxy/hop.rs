@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderValue, Method, Version};
 use super::Onward;
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+/// Connection comes first: [`remove_hop_by_hop`] relies on it.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -114,24 +115,37 @@ fn has_token(value: &HeaderValue, token: &str) -> bool {
 /// Runs before identity headers are added, so a client cannot list one of
 /// them in `Connection` to have it dropped after injection.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names first: most requests carry none of these, and a
+    // One pass over the names first, noting which are present: most
+    // requests carry none, most HTTP/1.1 answers only `Connection`, and a
     // remove() per name would hash every one of them.
-    let any = headers
-        .keys()
-        .any(|n| HOP_BY_HOP.contains(n) || n == header::UPGRADE);
-    if !any {
-        return;
-    }
-    if let Some(listed) = connection_listed(headers) {
-        for name in listed {
-            headers.remove(&name);
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        } else if name == header::UPGRADE {
+            present |= 1 << HOP_BY_HOP.len();
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        // HOP_BY_HOP[0] is Connection.
+        if let Some(listed) = connection_listed(headers) {
+            for name in listed {
+                headers.remove(&name);
+            }
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     // Upgrade is hop-by-hop; a valid upgrade is put back by `Forwarder::send`.
-    headers.remove(header::UPGRADE);
+    if present & (1 << HOP_BY_HOP.len()) != 0 {
+        headers.remove(header::UPGRADE);
+    }
 }
 
 fn connection_listed(headers: &HeaderMap) -> Option<Vec<HeaderName>> {

@@ -330,6 +330,38 @@ mod tests {
         assert!(h.contains_key("accept"));
     }
 
+    #[test]
+    fn each_hop_by_hop_header_is_removed_alone_and_together() {
+        let names = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ];
+        for name in names {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static("x"));
+            h.insert("accept", HeaderValue::from_static("*/*"));
+            remove_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{name}: {h:?}");
+        }
+        let mut h = HeaderMap::new();
+        for name in names {
+            h.append(name, HeaderValue::from_static("x"));
+            h.append(name, HeaderValue::from_static("y"));
+        }
+        h.insert("x", HeaderValue::from_static("listed by Connection"));
+        h.insert("date", HeaderValue::from_static("kept"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("date"));
+    }
+
     fn request(method: Method, version: Version, headers: &[(&str, &str)]) -> Parts {
         let mut b = Request::builder()
             .method(method)
