@@ -231,10 +231,21 @@ async fn upstream_down_is_502_upstream_unreachable() {
 async fn upstream_slower_than_its_timeout_is_504_upstream_timeout() {
     let h = Harness::builder()
         .set("upstream", "timeout = \"300ms\"")
+        // Nothing else on the connection wakes it before the upstream answers.
+        .set("server", "header_read_timeout = \"600s\"")
+        .set("server", "idle_timeout = \"600s\"")
         .start()
         .await;
     let cookie = h.login(users::INVESTOR);
-    let r = h.get("/__echo/slow?ms=10000", &[("cookie", &cookie)]).await;
+    // The upstream would answer in ten minutes: the 504 must come at the
+    // deadline, not when the upstream finally answers (a deadline nothing
+    // wakes the request for is only noticed then).
+    let r = tokio::time::timeout(
+        Duration::from_secs(120),
+        h.get("/__echo/slow?ms=600000", &[("cookie", &cookie)]),
+    )
+    .await
+    .expect("the 504 comes at the upstream deadline");
     assert_gateway_error(&r, 504, "upstream_timeout");
     assert!(r.headers.get("retry-after").is_none());
 

@@ -165,32 +165,36 @@ impl Forwarder {
         });
         let (body, fate) = RequestBody::new(body, max_body_bytes);
         let req = Request::from_parts(parts, body);
-        let sent = async {
-            if !up.http2 && upgrade.is_none() && direct::applies(&req) {
-                return direct::send(&up.connector, client, req, again)
-                    .await
-                    .map_err(|e| e.why());
-            }
-            match up.client.request(req).await {
-                Err(e) if is_keep_alive_race(&e) => match again {
-                    Some(req) => {
-                        tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
-                        up.fresh.request(*req).await
-                    }
-                    None => Err(e),
-                },
-                answer => answer,
-            }
-            .map_err(|e| {
-                use std::error::Error as _;
-                e.source()
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| e.to_string())
-            })
-        };
-        let mut resp = tokio::time::timeout(self.timeout, sent)
+        let answer = if !up.http2 && upgrade.is_none() && direct::applies(&req) {
+            direct::within(
+                self.timeout,
+                direct::send(&up.connector, client, req, again),
+            )
             .await
-            .map_err(|_| GatewayError::UpstreamTimeout)?
+            .map(|sent| sent.map_err(|e| e.why()))
+        } else {
+            let sent = async {
+                match up.client.request(req).await {
+                    Err(e) if is_keep_alive_race(&e) => match again {
+                        Some(req) => {
+                            tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
+                            up.fresh.request(*req).await
+                        }
+                        None => Err(e),
+                    },
+                    answer => answer,
+                }
+                .map_err(|e| {
+                    use std::error::Error as _;
+                    e.source()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| e.to_string())
+                })
+            };
+            tokio::time::timeout(self.timeout, sent).await.ok()
+        };
+        let mut resp = answer
+            .ok_or(GatewayError::UpstreamTimeout)?
             .map_err(|why| {
                 // The body broke off on the client's side: the upstream
                 // request failed because of it, not because of the upstream.

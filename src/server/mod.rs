@@ -477,8 +477,12 @@ where
             if let Poll::Ready(done) = conn.as_mut().poll(cx) {
                 return Poll::Ready(Some(done));
             }
-            if let Some(side) = side.as_mut() {
-                side.poll(cx);
+            if let Some(at) = side.as_mut().and_then(|side| side.poll(cx)) {
+                // A handler's deadline: only ever moves the timer earlier, and
+                // `expired` re-arms it for the connection's own deadline when it fires.
+                if at < timer.deadline() {
+                    timer.as_mut().reset(at);
+                }
             }
             if expired(activity, timer.as_mut(), cx) {
                 return Poll::Ready(None);

@@ -1,5 +1,6 @@
 //! Work that belongs to one HTTP/1.1 client connection and runs in that
-//! connection's own task: the proxy's upstream connections. Driven there,
+//! connection's own task: the proxy's upstream connections, and the moment
+//! its request's upstream deadline passes. Driven there,
 //! a request and its answer cross no task boundary: the handler, the
 //! upstream connection and the client connection are polled one after the
 //! other by the same task, so a wakeup between them costs no trip through
@@ -10,6 +11,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Context;
+
+use tokio::time::Instant;
 
 /// A future a connection runs beside its requests.
 type SideFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -31,6 +34,8 @@ struct State {
     /// Handed over by handlers, not yet taken by the connection's driver.
     new: Vec<SideFuture>,
     local: Option<Box<dyn Any + Send>>,
+    /// The earliest moment a handler asked to be polled at.
+    wake: Option<Instant>,
 }
 
 /// The connection driver's end: the side futures it polls.
@@ -71,6 +76,14 @@ impl ConnectionScope {
         self.lock().new.push(Box::pin(fut));
     }
 
+    /// Has the connection's task polled at `at` (and so its in-flight
+    /// request, which then sees its deadline has passed) by the connection's
+    /// own timer: a request then needs no timer of its own.
+    pub fn wake_at(&self, at: Instant) {
+        let mut state = self.lock();
+        state.wake = Some(state.wake.map_or(at, |w| w.min(at)));
+    }
+
     /// Calls `f` with this connection's value of type `T` (a default one
     /// the first time; a value of another type is replaced).
     pub fn local<T: Default + Send + 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
@@ -93,15 +106,18 @@ impl ConnectionScope {
 
 impl Side {
     /// Takes over futures handed over since the last call, polls every one,
-    /// and forgets those that ended.
-    pub(super) fn poll(&mut self, cx: &mut Context<'_>) {
-        {
+    /// and forgets those that ended. Returns the moment a handler asked to
+    /// be polled at since the last call ([`ConnectionScope::wake_at`]).
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Option<Instant> {
+        let wake = {
             let mut state = self.scope.lock();
             if !state.new.is_empty() {
                 self.running.append(&mut state.new);
             }
-        }
+            state.wake.take()
+        };
         self.running
             .retain_mut(|fut| fut.as_mut().poll(cx).is_pending());
+        wake
     }
 }
