@@ -8,16 +8,16 @@
 //! HTTP/2 keep the shared pool: a TLS handshake per client connection, or a
 //! multiplexed upstream, is what a pool is for.
 
-use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::task::Poll;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::{Authority, Parts, Scheme};
 use http::{header, HeaderValue, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::body::RequestBody;
@@ -136,31 +136,51 @@ pub(super) async fn send(
 /// rides on the client connection's own timer ([`ConnectionScope::wake_at`]),
 /// which polls this task then: a request costs a clock read per poll instead
 /// of a timer of its own (a `tokio::time::Timeout` was about 4% of a
-/// cache-hit request's instructions). Outside a connection scope it is a
-/// plain timeout.
-pub(super) async fn within<F: Future>(timeout: Duration, fut: F) -> Option<F::Output> {
-    let at = Instant::now() + timeout;
-    let mut fut = pin!(fut);
-    let mut armed = false;
-    let timed = poll_fn(|cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Some(Some(out)));
+/// cache-hit request's instructions). Outside a connection scope it falls
+/// back to a timer of its own.
+pub(super) fn within<F: Future>(timeout: Duration, fut: F) -> Within<F> {
+    Within {
+        fut,
+        at: Instant::now() + timeout,
+        armed: false,
+        fallback: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`within`]: a struct, not an `async fn`, because an
+    /// `async fn` keeps its argument and its pinned copy both in its state,
+    /// twice the size of the request it carries.
+    pub(super) struct Within<F> {
+        #[pin]
+        fut: F,
+        at: Instant,
+        armed: bool,
+        fallback: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
         }
-        if Instant::now() >= at {
-            return Poll::Ready(Some(None));
+        if Instant::now() >= *this.at {
+            return Poll::Ready(None);
         }
-        if !armed {
-            armed = true;
-            if ConnectionScope::with(|s| s.wake_at(at)).is_none() {
-                return Poll::Ready(None);
+        if !*this.armed {
+            *this.armed = true;
+            if ConnectionScope::with(|s| s.wake_at(*this.at)).is_none() {
+                *this.fallback = Some(Box::pin(tokio::time::sleep_until(*this.at)));
             }
         }
-        Poll::Pending
-    })
-    .await;
-    match timed {
-        Some(out) => out,
-        None => tokio::time::timeout_at(at, fut).await.ok(),
+        match this.fallback {
+            Some(sleep) => sleep.as_mut().poll(cx).map(|()| None),
+            None => Poll::Pending,
+        }
     }
 }
 
