@@ -310,6 +310,10 @@ struct RouteSeries {
     /// without forward-auth exports no empty decision series.
     decisions: OnceLock<LatencyHistogram>,
     family: HistogramFamily<RouteLabels>,
+    /// `sessiongate_requests_total{status="200",mode="proxy"}` of this route,
+    /// the series nearly every request counts in: a clone shares the
+    /// family's cell, so the hot path skips the family's lock and label hash.
+    proxied_ok: OnceLock<Counter>,
 }
 
 /// Shared string so a label set is built per request with a reference-count bump, not a copy.
@@ -638,12 +642,19 @@ impl Metrics {
                 })
                 .observe(latency),
         }
-        let labels = RequestLabels {
+        let labels = || RequestLabels {
             route: series.name.clone(),
             status,
             mode,
         };
-        self.requests.get_or_create(&labels).inc();
+        if status == 200 && mode == Mode::Proxy {
+            series
+                .proxied_ok
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc();
+        } else {
+            self.requests.get_or_create(&labels()).inc();
+        }
     }
 
     /// One authentication attempt: `sessiongate_auth_outcomes_total`.
@@ -746,6 +757,7 @@ impl RouteLabel {
             duration,
             decisions: OnceLock::new(),
             family: family.clone(),
+            proxied_ok: OnceLock::new(),
         }))
     }
 }
