@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use sessiongate::app::{self, Listeners};
 use sessiongate::config::Config;
 use sessiongate::dev::emulator::{self, Emulator, EmulatorConfig};
@@ -146,6 +146,44 @@ async fn sigterm_drains_an_in_flight_request_while_readiness_is_false() {
     let result = tokio::time::timeout(Duration::from_secs(20), &mut gw.done)
         .await
         .expect("run returns after the drain")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// An idle keep-alive connection hears of the drain at once and is closed
+/// then, not when its idle timeout or the grace (both 600 s here) run out.
+#[tokio::test]
+async fn sigterm_closes_an_idle_keep_alive_connection_at_once() {
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    tokio::spawn(sessiongate::dev::echo::run(up, std::future::pending()));
+    let mut gw = start(&format!(
+        "[server]\nshutdown_grace = \"600s\"\nidle_timeout = \"600s\"\n[[routes]]\nprefix = \"/\"\nupstream = \"http://{up_addr}\"\nauth = \"public\"\n"
+    ))
+    .await;
+    let stream = TcpStream::connect(gw.gateway).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    let closed = tokio::spawn(conn);
+    let req = http::Request::get("/x")
+        .header("host", "portal.example")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+
+    drop(gw.stop.take());
+    tokio::time::timeout(Duration::from_secs(60), closed)
+        .await
+        .expect("the idle connection is closed when the drain begins")
+        .unwrap()
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(60), &mut gw.done)
+        .await
+        .expect("run returns once the idle connection is gone")
         .unwrap();
     assert!(result.is_ok(), "{result:?}");
 }
