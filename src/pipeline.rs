@@ -1098,6 +1098,16 @@ mod tests {
         assert!(bytes <= 4096, "the request future grew to {bytes} bytes");
     }
 
+    /// The forwarding future is boxed once per request: every byte of it is
+    /// written then, and 50 connections' worth sit in the cache together.
+    /// An `async fn` wrapper around the send kept two copies of it (4,040
+    /// bytes); `proxy::direct::Within` keeps one.
+    #[test]
+    fn the_forwarding_future_stays_small() {
+        let bytes = size(crate::proxy::Forwarder::send);
+        assert!(bytes <= 3072, "the forwarding future grew to {bytes} bytes");
+    }
+
     #[test]
     fn return_to_only_allows_local_paths() {
         let ok = |q: &str| safe_return_to(Some(q)).map(|v| v.to_str().unwrap().to_owned());

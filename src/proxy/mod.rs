@@ -366,19 +366,6 @@ mod tests {
         assert!(h.contains_key("date"));
     }
 
-    /// The forwarding future is boxed once per request: every byte of it is
-    /// written then, and 50 connections' worth sit in the cache together.
-    /// An `async fn` wrapper around the send kept two copies of it (4,040
-    /// bytes); [`direct::Within`] keeps one.
-    #[test]
-    fn the_forwarding_future_stays_small() {
-        fn size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        let bytes = size(Forwarder::send);
-        assert!(bytes <= 3072, "the forwarding future grew to {bytes} bytes");
-    }
-
     fn request(method: Method, version: Version, headers: &[(&str, &str)]) -> Parts {
         let mut b = Request::builder()
             .method(method)
