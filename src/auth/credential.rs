@@ -158,28 +158,40 @@ fn read_bearer(headers: &HeaderMap) -> Found {
 }
 
 /// Reads the session cookies. The first occurrence of a name wins, as browsers
-/// send the most specific path first (RFC 6265 5.4).
+/// send the most specific path first (RFC 6265 5.4). One pass that jumps
+/// from separator to separator (`memchr`) and stops once every cookie it
+/// wants is found: it runs on every authenticated request.
 fn read_cookies(headers: &HeaderMap, id_name: &str, token_name: &str) -> Found {
+    let (id_name, token_name) = (id_name.as_bytes(), token_name.as_bytes());
     let mut id: Option<&[u8]> = None;
-    let mut token: Option<&[u8]> = None;
-    for value in headers.get_all(COOKIE) {
-        for pair in value.as_bytes().split(|&b| b == b';') {
-            let pair = trim(pair);
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+    // Without a token cookie there is nothing to look for after the id.
+    let mut token: Option<&[u8]> = token_name.is_empty().then_some(&b""[..]);
+    'headers: for value in headers.get_all(COOKIE) {
+        let mut rest = value.as_bytes();
+        while !rest.is_empty() {
+            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            let pair = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or_default();
+            let Some(eq) = memchr::memchr(b'=', pair) else {
                 continue;
             };
-            let (name, val) = (trim(&pair[..eq]), unquote(trim(&pair[eq + 1..])));
-            if id.is_none() && name == id_name.as_bytes() {
-                id = Some(val);
-            } else if token.is_none() && !token_name.is_empty() && name == token_name.as_bytes() {
-                token = Some(val);
+            let name = trim(&pair[..eq]);
+            if id.is_none() && name == id_name {
+                id = Some(unquote(trim(&pair[eq + 1..])));
+            } else if token.is_none() && name == token_name {
+                token = Some(unquote(trim(&pair[eq + 1..])));
+            } else {
+                continue;
+            }
+            if id.is_some() && token.is_some() {
+                break 'headers;
             }
         }
     }
     let Some(id) = id else {
         return Found::Absent;
     };
-    let token = token.unwrap_or(b"");
+    let token = token.unwrap_or_default();
     if id.is_empty() && token.is_empty() {
         // An emptied cookie (as left by a logout) is no session at all.
         return Found::Absent;
@@ -193,13 +205,21 @@ fn read_cookies(headers: &HeaderMap, id_name: &str, token_name: &str) -> Found {
     }
 }
 
+/// Bytes allowed in a cookie value (RFC 6265 cookie-octet): visible ASCII
+/// but `"`, `,`, `;` and `\`.
+const COOKIE_OCTET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        table[b] = !matches!(b as u8, b'"' | b',' | b';' | b'\\');
+        b += 1;
+    }
+    table
+};
+
 /// Cookie values are visible ASCII without separators (RFC 6265 cookie-octet).
 fn valid_value(v: &[u8], max: usize) -> Option<&str> {
-    if v.len() > max
-        || !v
-            .iter()
-            .all(|&b| (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b',' | b';' | b'\\'))
-    {
+    if v.len() > max || !v.iter().all(|&b| COOKIE_OCTET[usize::from(b)]) {
         return None;
     }
     std::str::from_utf8(v).ok()
@@ -256,6 +276,43 @@ mod tests {
         assert_eq!(
             names().read(&h),
             Found::Present(Credential::new("abc-123", "tok"))
+        );
+    }
+
+    #[test]
+    fn cookies_are_found_in_any_order_and_spacing() {
+        let read = |cookies: &[&str]| names().read(&headers(cookies));
+        let both = Found::Present(Credential::new("abc", "tok"));
+        assert_eq!(read(&["iid_session_token=tok; iid_session_id=abc"]), both);
+        assert_eq!(
+            read(&["a; \tiid_session_id = \"abc\" ;iid_session_token=tok"]),
+            both
+        );
+        assert_eq!(
+            read(&[
+                "iid_session_token=tok",
+                "x=1; iid_session_id=abc; iid_session_id=late"
+            ]),
+            both
+        );
+        // Once both are found, a later copy of either changes nothing.
+        assert_eq!(
+            read(&["iid_session_id=abc;iid_session_token=tok;iid_session_token=x\\y"]),
+            both
+        );
+        assert_eq!(read(&["iid_session_token=tok"]), Found::Absent);
+        assert_eq!(
+            read(&["iid_session_id=abc; iid_session_token=t,k"]),
+            Found::Malformed
+        );
+        // Without a token cookie configured, a cookie of that name is just another cookie.
+        let no_token = CredentialSource {
+            token_cookie: String::new(),
+            ..names()
+        };
+        assert_eq!(
+            no_token.read(&headers(&["iid_session_token=tok; iid_session_id=abc"])),
+            Found::Present(Credential::new("abc", ""))
         );
     }
 
