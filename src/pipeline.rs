@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::admin::{
     Admin, AuthOutcome, BreakerState, IdpRejection, IdpResult, Mode, ProbeResult, RefreshResult,
-    UpstreamResult,
+    RouteLabel, UpstreamResult,
 };
 use crate::auth::cache::{Cached, Fresh, Lookup, RefreshTicket, Refreshed, SessionCache};
 use crate::auth::credential::{Credential, CredentialSource, Fingerprint, Found};
@@ -65,6 +65,9 @@ pub enum BuildError {
 /// Everything a request needs, built once from the validated config.
 pub struct Gateway {
     routes: RouteTable,
+    /// Each route's metric series, at its `Route::index`: a request finds
+    /// its series without a lock or a hash of its prefix.
+    route_labels: Box<[RouteLabel]>,
     cache: SessionCache<IdpError>,
     idp: Arc<dyn SessionProvider>,
     plan: HeaderPlan,
@@ -97,6 +100,11 @@ impl Gateway {
     pub fn new(cfg: &Config, idp: Arc<dyn SessionProvider>) -> Result<Arc<Self>, BuildError> {
         let routes = RouteTable::new(&cfg.routes);
         let admin = Admin::with_routes(&routes.prefixes());
+        let route_labels = routes
+            .prefixes()
+            .into_iter()
+            .map(|prefix| admin.metrics().route(Some(prefix)))
+            .collect();
         let mut plan =
             HeaderPlan::new(&cfg.headers.prefix, cfg.headers.include_pii, idp.carries())?;
         let signer = match &cfg.jwt {
@@ -156,6 +164,7 @@ impl Gateway {
                 bearer: cfg.session.bearer,
             },
             routes,
+            route_labels,
             admin,
             cache,
             cluster,
@@ -288,7 +297,7 @@ impl Gateway {
         let metrics = self.admin.metrics();
         let elapsed = seen.started.elapsed();
         metrics.request(
-            &metrics.route(log.route),
+            &self.route_label(log.route),
             seen.mode,
             status.as_u16(),
             elapsed,
@@ -305,7 +314,7 @@ impl Gateway {
                 mode: seen.mode.as_str(),
                 method: seen.method.as_str(),
                 path: seen.path,
-                route: log.route,
+                route: log.route.map(|r| &*r.prefix),
                 status: status.as_u16(),
                 latency_us: elapsed.as_micros() as u64,
                 cache: log.lookup.map(Lookup::as_str),
@@ -421,7 +430,7 @@ impl Gateway {
         }
 
         let route = self.routes.find(&path).ok_or(GatewayError::NoRoute)?;
-        log.route = Some(&route.prefix);
+        log.route = Some(route);
 
         // 4. A declared length above the route's limit is refused before any
         //    IdP work; a body without one is cut off as it streams (proxy::RequestBody).
@@ -475,7 +484,7 @@ impl Gateway {
                 });
                 if log.lookup == Some(Lookup::Stale) {
                     let metrics = self.admin.metrics();
-                    metrics.stale_served(&metrics.route(Some(&route.prefix)));
+                    metrics.stale_served(&self.route_label(Some(route)));
                 }
                 Some(auth)
             }
@@ -557,6 +566,14 @@ impl Gateway {
             return Err(GatewayError::BadRequest("host"));
         }
         Ok(())
+    }
+
+    /// The metric series of `route` (`None`: no route matched).
+    fn route_label(&self, route: Option<&Route>) -> Cow<'_, RouteLabel> {
+        match route.and_then(|r| self.route_labels.get(r.index)) {
+            Some(label) => Cow::Borrowed(label),
+            None => Cow::Owned(self.admin.metrics().route(route.map(|r| &*r.prefix))),
+        }
     }
 
     fn is_trusted(&self, peer: IpAddr) -> bool {
@@ -979,7 +996,7 @@ pub struct Allowed<'a> {
 /// so recording it costs no allocation.
 #[derive(Default)]
 pub struct Outcome<'a> {
-    route: Option<&'a str>,
+    route: Option<&'a Route>,
     auth_outcome: Option<AuthOutcome>,
     lookup: Option<Lookup>,
     reason: Option<&'static str>,

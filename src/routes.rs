@@ -37,6 +37,9 @@ pub struct Route {
     pub client: usize,
     /// Request bodies above this many bytes get 413; `None` is unlimited.
     pub max_body_bytes: Option<u64>,
+    /// Its position in the table, which [`RouteTable::prefixes`] keeps: per-route
+    /// state (metric series) is found by index, not by hashing the prefix.
+    pub index: usize,
 }
 
 /// Routes sorted so the first match is the longest prefix.
@@ -55,6 +58,7 @@ impl RouteTable {
                 upstream: r.upstream.clone().map(Arc::new),
                 client: r.client,
                 max_body_bytes: r.max_body_bytes,
+                index: 0,
                 access: match r.auth {
                     Auth::Public => Access::Public,
                     Auth::Required => Access::Required {
@@ -66,12 +70,15 @@ impl RouteTable {
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        for (index, route) in routes.iter_mut().enumerate() {
+            route.index = index;
+        }
         Self {
             routes: routes.into(),
         }
     }
 
-    /// The canonical prefixes, longest first (metric labels).
+    /// The canonical prefixes, longest first, each at its route's `index` (metric labels).
     pub fn prefixes(&self) -> Vec<&str> {
         self.routes.iter().map(|r| &*r.prefix).collect()
     }
@@ -121,5 +128,15 @@ mod tests {
         assert_eq!(&*t.find("/api/v1").unwrap().prefix, "/api");
         assert_eq!(&*t.find("/apix").unwrap().prefix, "/");
         assert_eq!(&*t.find("/").unwrap().prefix, "/");
+    }
+
+    #[test]
+    fn each_route_is_at_its_index_among_the_prefixes() {
+        let t = table();
+        let prefixes = t.prefixes();
+        for path in ["/public/x", "/api/v1", "/other"] {
+            let route = t.find(path).unwrap();
+            assert_eq!(prefixes[route.index], &*route.prefix, "{path}");
+        }
     }
 }
