@@ -116,16 +116,16 @@ async fn serve_public(
         http2: cfg.server.http2,
         tls,
     };
-    server::serve(
+    server::serve_scoped(
         listener,
         opts,
-        move |req, peer| {
+        move |req, peer, scope| {
             let gateway = Arc::clone(&gateway);
             // The pipeline's future is kilobytes (every step's state); hyper
             // moves what the handler returns into its connection, so it
             // gets a pointer: a copy of the whole future per request was
             // the largest single user-space cost in a profile.
-            Box::pin(gateway.handle_owned(req, peer))
+            Box::pin(gateway.handle_owned(req, peer, scope.cloned()))
         },
         shutdown,
     )

@@ -35,7 +35,7 @@ use crate::path::{local_target, normalize_path};
 use crate::proxy::{self, Forwarder, ResponseBody};
 use crate::request_id;
 use crate::routes::{Access, Route, RouteTable};
-use crate::server::ConnectionInfo;
+use crate::server::{ConnectionInfo, ConnectionScope};
 use crate::telemetry;
 
 /// Characters left as-is in `return_to` (RFC 3986 unreserved).
@@ -243,17 +243,26 @@ impl Gateway {
         &self.cache
     }
 
-    /// [`Gateway::handle`] for a caller that holds the gateway by `Arc`.
+    /// [`Gateway::handle`] for a caller that holds the gateway and the
+    /// connection's scope by `Arc`.
     pub async fn handle_owned(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
+        scope: Option<Arc<ConnectionScope>>,
     ) -> Response<ResponseBody> {
-        self.handle(req, peer).await
+        self.handle(req, peer, scope.as_deref()).await
     }
 
     /// Handles one request; never fails, every error becomes a response.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    /// `scope` is that of the HTTP/1.1 connection it came on, whose task
+    /// then drives the request's upstream connection too (see [`crate::proxy`]).
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        scope: Option<&ConnectionScope>,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         // One id follows the request upstream, back to the client and into the log.
@@ -263,7 +272,7 @@ impl Gateway {
         // Cheap clones (shared bytes) so the access log can name the request after it moved on.
         let (method, uri) = (parts.method.clone(), parts.uri.clone());
         let mut log = Outcome::default();
-        let resp = match self.process(parts, body, peer.ip(), &mut log).await {
+        let resp = match self.process(parts, body, peer.ip(), scope, &mut log).await {
             Ok(resp) => resp,
             Err(err) => {
                 log.failed(&err);
@@ -349,6 +358,7 @@ impl Gateway {
         mut parts: Parts,
         body: Incoming,
         peer: IpAddr,
+        scope: Option<&ConnectionScope>,
         log: &mut Outcome<'a>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         match self.admit(&mut parts, peer, log).await? {
@@ -357,10 +367,11 @@ impl Gateway {
                 let sent = Instant::now();
                 // Boxed: inline, the forwarding future (several KB) would be
                 // copied once more by each level of the request's future.
-                let result = Box::pin(
-                    self.forwarder
-                        .send(onward, Request::from_parts(parts, body)),
-                )
+                let result = Box::pin(self.forwarder.send(
+                    onward,
+                    Request::from_parts(parts, body),
+                    scope,
+                ))
                 .await;
                 let upstream = match &result {
                     Ok(_) => Some(UpstreamResult::Ok),
@@ -1101,7 +1112,7 @@ fn head_size(parts: &Parts) -> usize {
 mod tests {
     use super::*;
 
-    fn size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+    fn size<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

@@ -17,7 +17,7 @@ use http::uri::{Authority, Parts, Scheme};
 use http::{header, HeaderValue, Method, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::Service;
 
 use super::body::RequestBody;
@@ -78,22 +78,22 @@ impl Idle {
     }
 }
 
-/// Whether `req` may go over a connection owned by the running client
-/// connection: plain `http://`, no CONNECT, and a client connection that
-/// owns connections (HTTP/1.1, so its handler runs in its task).
+/// Whether `req` may go over a connection owned by its client connection:
+/// plain `http://` and no CONNECT. Only a client connection with a scope
+/// (HTTP/1.1, whose handler runs in its task) owns connections.
 pub(super) fn applies(req: &Request<RequestBody>) -> bool {
     req.uri().scheme() == Some(&Scheme::HTTP)
         && req.method() != Method::CONNECT
         && req.uri().authority().is_some()
-        && ConnectionScope::with(|_| ()).is_some()
 }
 
 /// Sends `req` (absolute URI, see [`applies`]) over an idle connection of
-/// this client connection to the same origin, or a new one. `again` is the
-/// same request without a body, given only when it may go twice: after an
-/// upstream closed a reused connection under the first, it goes once more
-/// on a new connection.
+/// the client connection `scope` belongs to, to the same origin, or a new
+/// one. `again` is the same request without a body, given only when it may
+/// go twice: after an upstream closed a reused connection under the first,
+/// it goes once more on a new connection.
 pub(super) async fn send(
+    scope: &ConnectionScope,
     connector: &Connector,
     client: usize,
     mut req: Request<RequestBody>,
@@ -103,8 +103,7 @@ pub(super) async fn send(
         return Err(DirectError::Connect("request without an origin".into()));
     };
     to_origin(&mut req, &origin);
-    let idle =
-        ConnectionScope::with(|s| s.local(|idle: &mut Idle| idle.take(client, &origin))).flatten();
+    let idle = scope.local(|idle: &mut Idle| idle.take(client, &origin));
     let (sender, answer) = match idle {
         Some(mut sender) => {
             let answer = sender.send_request(req).await;
@@ -112,7 +111,7 @@ pub(super) async fn send(
                 (Err(e), Some(mut req)) if super::is_keep_alive_race_h1(&e) => {
                     tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
                     to_origin(&mut req, &origin);
-                    let mut sender = Box::pin(connect(connector, &origin)).await?;
+                    let mut sender = Box::pin(connect(scope, connector, &origin)).await?;
                     let answer = sender.send_request(*req).await;
                     (sender, answer)
                 }
@@ -120,7 +119,7 @@ pub(super) async fn send(
             }
         }
         None => {
-            let mut sender = Box::pin(connect(connector, &origin)).await?;
+            let mut sender = Box::pin(connect(scope, connector, &origin)).await?;
             let answer = sender.send_request(req).await;
             (sender, answer)
         }
@@ -128,22 +127,25 @@ pub(super) async fn send(
     let resp = answer.map_err(DirectError::Http)?;
     // Back to idle at once: it is ready again when the body has been read,
     // which for HTTP/1.1 is before this client connection's next request.
-    ConnectionScope::with(|s| s.local(|idle: &mut Idle| idle.put(client, origin, sender)));
+    scope.local(|idle: &mut Idle| idle.put(client, origin, sender));
     Ok(resp)
 }
 
 /// Runs `fut` for at most `timeout`; `None` when it ran out. The deadline
 /// rides on the client connection's own timer ([`ConnectionScope::wake_at`]),
-/// which polls this task then: a request costs a clock read per poll instead
-/// of a timer of its own (a `tokio::time::Timeout` was about 4% of a
-/// cache-hit request's instructions). Outside a connection scope it falls
-/// back to a timer of its own.
-pub(super) fn within<F: Future>(timeout: Duration, fut: F) -> Within<F> {
+/// which polls this task then: a request costs a clock read per poll
+/// instead of a timer of its own (a `tokio::time::Timeout` was about 4% of
+/// a cache-hit request's instructions).
+pub(super) fn within<F: Future>(
+    scope: &ConnectionScope,
+    timeout: Duration,
+    fut: F,
+) -> Within<'_, F> {
     Within {
         fut,
+        scope,
         at: Instant::now() + timeout,
         armed: false,
-        fallback: None,
     }
 }
 
@@ -151,16 +153,16 @@ pin_project_lite::pin_project! {
     /// The future of [`within`]: a struct, not an `async fn`, because an
     /// `async fn` keeps its argument and its pinned copy both in its state,
     /// twice the size of the request it carries.
-    pub(super) struct Within<F> {
+    pub(super) struct Within<'s, F> {
         #[pin]
         fut: F,
+        scope: &'s ConnectionScope,
         at: Instant,
         armed: bool,
-        fallback: Option<Pin<Box<Sleep>>>,
     }
 }
 
-impl<F: Future> Future for Within<F> {
+impl<F: Future> Future for Within<'_, F> {
     type Output = Option<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -173,19 +175,16 @@ impl<F: Future> Future for Within<F> {
         }
         if !*this.armed {
             *this.armed = true;
-            if ConnectionScope::with(|s| s.wake_at(*this.at)).is_none() {
-                *this.fallback = Some(Box::pin(tokio::time::sleep_until(*this.at)));
-            }
+            this.scope.wake_at(*this.at);
         }
-        match this.fallback {
-            Some(sleep) => sleep.as_mut().poll(cx).map(|()| None),
-            None => Poll::Pending,
-        }
+        Poll::Pending
     }
 }
 
-/// A new connection to `origin`, driven by the running client connection's task.
+/// A new connection to `origin`, driven by the task of the client
+/// connection `scope` belongs to.
 async fn connect(
+    scope: &ConnectionScope,
     connector: &Connector,
     origin: &Authority,
 ) -> Result<SendRequest<RequestBody>, DirectError> {
@@ -208,12 +207,7 @@ async fn connect(
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     };
-    if ConnectionScope::with(|s| s.spawn(conn)).is_none() {
-        // `applies` checked the scope; this is only a fallback.
-        return Err(DirectError::Connect(
-            "no client connection to run on".into(),
-        ));
-    }
+    scope.spawn(conn);
     Ok(sender)
 }
 

@@ -30,7 +30,7 @@ pub use body::{RequestBody, RequestBodyError};
 pub use forwarded::set_forwarded;
 pub use hop::{remove_hop_by_hop, remove_request_hop_by_hop, HopByHop};
 
-use crate::server::ConnectionLease;
+use crate::server::{ConnectionLease, ConnectionScope};
 
 /// Body of every response the gateway sends: streamed from upstream, or its own JSON.
 pub type ResponseBody = Either<Incoming, Full<Bytes>>;
@@ -112,10 +112,13 @@ impl Forwarder {
     /// connections to [`crate::proxy::upgrade::splice`]. A body that goes past the
     /// route's limit before the upstream answers is [`GatewayError::BodyTooLarge`];
     /// one the client breaks off (malformed, or cut short) is [`GatewayError::ClientBody`].
+    /// `scope` is the client connection's, when it can own upstream
+    /// connections (HTTP/1.1; see [`direct`]).
     pub async fn send(
         &self,
         onward: Onward,
         mut req: Request<Incoming>,
+        scope: Option<&ConnectionScope>,
     ) -> Result<Response<Incoming>, GatewayError> {
         let Onward {
             client,
@@ -165,10 +168,12 @@ impl Forwarder {
         });
         let (body, fate) = RequestBody::new(body, max_body_bytes);
         let req = Request::from_parts(parts, body);
-        let answer = if !up.http2 && upgrade.is_none() && direct::applies(&req) {
+        let direct = scope.filter(|_| !up.http2 && upgrade.is_none() && direct::applies(&req));
+        let answer = if let Some(scope) = direct {
             direct::within(
+                scope,
                 self.timeout,
-                direct::send(&up.connector, client, req, again),
+                direct::send(scope, &up.connector, client, req, again),
             )
             .await
             .map(|sent| sent.map_err(|e| e.why()))

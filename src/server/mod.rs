@@ -211,6 +211,35 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_scoped(
+        listener,
+        opts,
+        move |req, peer, _: Option<&Arc<ConnectionScope>>| handler(req, peer),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] for a handler that also gets the [`ConnectionScope`] of the
+/// HTTP/1.1 connection its request came on (`None` over HTTP/2, whose
+/// streams run in tasks of their own).
+pub async fn serve_scoped<H, Fut, B>(
+    listener: TcpListener,
+    opts: ServeOptions,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>, SocketAddr, Option<&Arc<ConnectionScope>>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut h1 = http1::Builder::new();
     // hyper's header_read_timeout would also cut idle keep-alive connections
     // at the head timeout; `crate::server::idle` enforces both timeouts instead.
@@ -330,7 +359,11 @@ async fn connection<H, Fut, B>(
     lease: ConnectionLease,
 ) -> Result<(), BoxError>
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr, Option<&Arc<ConnectionScope>>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body + Unpin + Send + 'static,
     B::Data: Send,
@@ -387,7 +420,11 @@ async fn serve_io<S, H, Fut, B>(
 ) -> Result<(), hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr, Option<&Arc<ConnectionScope>>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
     B: Body + Unpin + Send + 'static,
     B::Data: Send,
@@ -401,6 +438,9 @@ where
         protocols.handshake_timeout,
     ));
     let requests = Arc::clone(&activity);
+    // Streams of an HTTP/2 connection run in tasks of their own: no scope, the proxy pools.
+    let scope = (!h2).then(ConnectionScope::new);
+    let side = scope.as_ref().map(ConnectionScope::side);
     let svc = service_fn(move |mut req: Request<Incoming>| {
         let guard = requests.request_started();
         if req.version() == Version::HTTP_2 {
@@ -414,7 +454,7 @@ where
         if req.extensions().get::<OnUpgrade>().is_some() {
             req.extensions_mut().insert(lease.clone());
         }
-        let fut = handler(req, peer);
+        let fut = handler(req, peer, scope.as_ref());
         async move {
             let resp = fut.await;
             Ok::<_, Infallible>(resp.map(|body| Tracked {
@@ -424,25 +464,21 @@ where
         }
     });
     if h2 {
-        // Streams run in tasks of their own: no scope, the proxy pools.
         let conn = protocols.http2.serve_connection(TokioIo::new(stream), svc);
         drive(conn, stop, &activity, |c| c.graceful_shutdown(), true, None).await
     } else {
         // Upgrades on, so a handler can take the socket over with hyper::upgrade::on.
         let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
         let conn = protocols.http1.serve_connection(io, svc).with_upgrades();
-        let scope = ConnectionScope::new();
-        let side = scope.side();
-        scope
-            .enter(drive(
-                conn,
-                stop,
-                &activity,
-                |c| c.graceful_shutdown(),
-                false,
-                Some(side),
-            ))
-            .await
+        drive(
+            conn,
+            stop,
+            &activity,
+            |c| c.graceful_shutdown(),
+            false,
+            side,
+        )
+        .await
     }
 }
 

@@ -17,11 +17,6 @@ use tokio::time::Instant;
 /// A future a connection runs beside its requests.
 type SideFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-tokio::task_local! {
-    /// The scope of the connection whose task is running.
-    static SCOPE: Arc<ConnectionScope>;
-}
-
 /// What handlers running in an HTTP/1.1 connection's task may leave with
 /// it: futures it polls after every wakeup (and drops when it closes), and
 /// one value of any type (the proxy keeps its idle upstream senders there).
@@ -51,23 +46,11 @@ impl ConnectionScope {
         })
     }
 
-    /// Runs `fut` with this scope as the current one.
-    pub(super) async fn enter<F: Future>(self: Arc<Self>, fut: F) -> F::Output {
-        SCOPE.scope(self, fut).await
-    }
-
     pub(super) fn side(self: &Arc<Self>) -> Side {
         Side {
             scope: Arc::clone(self),
             running: Vec::new(),
         }
-    }
-
-    /// Calls `f` with the scope of the HTTP/1.1 connection whose task runs
-    /// this code; `None` elsewhere (HTTP/2 streams and background tasks run
-    /// in tasks of their own).
-    pub fn with<R>(f: impl FnOnce(&ConnectionScope) -> R) -> Option<R> {
-        SCOPE.try_with(|scope| f(scope)).ok()
     }
 
     /// Polls `fut` in this connection's task from the next poll on, until
