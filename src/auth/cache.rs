@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use moka::Expiry;
 
-use crate::auth::credential::Credential;
+use crate::auth::credential::{Credential, PreHashed};
 use crate::auth::headers::Authenticated;
 use crate::config::{CacheConfig, RefreshAhead};
 
@@ -290,7 +290,7 @@ impl Refreshed {
 
 /// The session cache; `E` is the IdP failure shared by coalesced callers.
 pub struct SessionCache<E> {
-    inner: Cache<Credential, Slot<E>>,
+    inner: Cache<Credential, Slot<E>, PreHashed>,
     max_ttl: Duration,
     negative_ttl: Duration,
     refresh_ahead: RefreshAhead,
@@ -320,7 +320,7 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
             inner: Cache::builder()
                 .max_capacity(cfg.max_entries)
                 .expire_after(EvictAfterFresh { retention })
-                .build(),
+                .build_with_hasher(PreHashed),
             max_ttl: cfg.max_ttl,
             negative_ttl: cfg.negative_ttl,
             refresh_ahead: cfg.refresh_ahead,

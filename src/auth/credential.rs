@@ -5,7 +5,7 @@
 //! [`Fingerprint`].
 
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::OnceLock;
 
 use http::header::{AUTHORIZATION, COOKIE};
@@ -21,10 +21,22 @@ pub const MAX_SESSION_TOKEN_LEN: usize = 4096;
 /// so a cached answer for one never serves a request that carries another.
 /// One allocation holds `id`, a newline (never valid in a cookie value) and
 /// `token`; Debug shows only the fingerprint.
-#[derive(Clone, PartialEq, Eq, Hash)]
+///
+/// Its keyed hash is computed once, when it is read: the session cache
+/// ([`PreHashed`]) and the log's [`Fingerprint`] both use it, so a request
+/// runs SipHash over the credential once instead of twice.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
     raw: Box<str>,
     split: usize,
+    hash: u64,
+}
+
+impl Hash for Credential {
+    /// Writes the precomputed keyed hash: equal credentials have equal `raw`, so equal hashes.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 impl Credential {
@@ -34,9 +46,11 @@ impl Credential {
         raw.push_str(id);
         raw.push('\n');
         raw.push_str(token);
+        let hash = credential_key().hash_one(raw.as_str());
         Self {
             raw: raw.into_boxed_str(),
             split: id.len(),
+            hash,
         }
     }
 
@@ -55,15 +69,51 @@ impl Credential {
     /// but a fingerprint cannot be checked against guessed credentials
     /// without the process's key.
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint((fingerprint_key().hash_one(&self.raw) >> 32) as u32)
+        Fingerprint((self.hash >> 32) as u32)
     }
 }
 
-/// The per-process key of [`Credential::fingerprint`]: std's `RandomState`
-/// is a SipHash key drawn from the OS once.
-fn fingerprint_key() -> &'static std::hash::RandomState {
+/// The per-process key of a credential's hash: std's `RandomState` is a
+/// SipHash key drawn from the OS once. Keyed, so neither the cache's
+/// buckets nor a fingerprint can be predicted from chosen credentials.
+fn credential_key() -> &'static std::hash::RandomState {
     static KEY: OnceLock<std::hash::RandomState> = OnceLock::new();
     KEY.get_or_init(std::hash::RandomState::new)
+}
+
+/// The session cache's hasher: it passes a [`Credential`]'s precomputed
+/// keyed hash through instead of hashing it again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PreHashed;
+
+impl BuildHasher for PreHashed {
+    type Hasher = PassThrough;
+
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+/// [`PreHashed`]'s hasher: keeps the `u64` a [`Credential`] writes.
+#[derive(Debug)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    /// Only credentials are hashed here; anything else still gets a
+    /// usable (unkeyed FNV-1a) hash rather than none.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// 32-bit keyed hash of a credential, shown as 8 hex digits; computed without allocating.
@@ -365,6 +415,26 @@ mod tests {
         assert_ne!(
             k.fingerprint(),
             Credential::new("fa44b0c4-fb2d-43c3", "other").fingerprint()
+        );
+    }
+
+    #[test]
+    fn the_cache_hashes_a_credential_by_its_keyed_hash() {
+        let k = Credential::new("abc", "tok");
+        assert_eq!(PreHashed.hash_one(&k), k.hash);
+        assert_eq!(PreHashed.hash_one(&k), PreHashed.hash_one(&k.clone()));
+        assert_eq!(k.fingerprint(), Fingerprint((k.hash >> 32) as u32));
+        // Keyed: not a plain hash of the bytes, and parts that join to the
+        // same text still differ.
+        let unkeyed = {
+            let mut h = PassThrough(0);
+            h.write(b"abc\ntok");
+            h.finish()
+        };
+        assert_ne!(k.hash, unkeyed);
+        assert_ne!(
+            PreHashed.hash_one(Credential::new("ab", "c")),
+            PreHashed.hash_one(Credential::new("a", "bc"))
         );
     }
 
