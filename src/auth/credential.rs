@@ -422,7 +422,7 @@ mod tests {
     fn the_cache_hashes_a_credential_by_its_keyed_hash() {
         let k = Credential::new("abc", "tok");
         assert_eq!(PreHashed.hash_one(&k), k.hash);
-        assert_eq!(PreHashed.hash_one(&k), PreHashed.hash_one(&k.clone()));
+        assert_eq!(PreHashed.hash_one(&k), PreHashed.hash_one(k.clone()));
         assert_eq!(k.fingerprint(), Fingerprint((k.hash >> 32) as u32));
         // Keyed: not a plain hash of the bytes, and parts that join to the
         // same text still differ.
