@@ -195,6 +195,31 @@ impl ConnectionLease {
     }
 }
 
+/// A request handler that also gets its connection's [`ConnectionScope`]
+/// (see [`serve_scoped`]).
+pub trait ScopedHandler<Fut>:
+    Fn(Request<Incoming>, SocketAddr, Option<&Arc<ConnectionScope>>) -> Fut
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<H, Fut> ScopedHandler<Fut> for H where
+    H: Fn(Request<Incoming>, SocketAddr, Option<&Arc<ConnectionScope>>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A response body hyper can send from any connection's task.
+pub trait SendBody: Body<Data: Send, Error: Into<BoxError>> + Unpin + Send + 'static {}
+
+impl<B> SendBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Unpin + Send + 'static {}
+
 /// Serves `handler` on `listener` until `shutdown` resolves, then drains
 /// open connections (upgraded ones too) for at most `opts.shutdown_grace`
 /// and closes what is left.
@@ -207,9 +232,7 @@ pub async fn serve<H, Fut, B>(
 where
     H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: SendBody,
 {
     serve_scoped(
         listener,
@@ -230,15 +253,9 @@ pub async fn serve_scoped<H, Fut, B>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    H: Fn(Request<Incoming>, SocketAddr, Option<&Arc<ConnectionScope>>) -> Fut
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    H: ScopedHandler<Fut>,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: SendBody,
 {
     let mut h1 = http1::Builder::new();
     // hyper's header_read_timeout would also cut idle keep-alive connections
@@ -359,15 +376,9 @@ async fn connection<H, Fut, B>(
     lease: ConnectionLease,
 ) -> Result<(), BoxError>
 where
-    H: Fn(Request<Incoming>, SocketAddr, Option<&Arc<ConnectionScope>>) -> Fut
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    H: ScopedHandler<Fut>,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: SendBody,
 {
     let mut stop = lease.0.drain.clone();
     let limit = protocols.handshake_timeout;
@@ -420,15 +431,9 @@ async fn serve_io<S, H, Fut, B>(
 ) -> Result<(), hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, SocketAddr, Option<&Arc<ConnectionScope>>) -> Fut
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    H: ScopedHandler<Fut>,
     Fut: Future<Output = Response<B>> + Send + 'static,
-    B: Body + Unpin + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: SendBody,
 {
     let Conn { peer, tls, lease } = conn;
     let stop = lease.0.drain.clone();
