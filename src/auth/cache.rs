@@ -25,6 +25,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -356,20 +357,47 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
         F: Future<Output = Result<Fresh, E>>,
     {
         // The hot path: one moka read, a timestamp compare, no allocation.
-        if let Some(slot) = self.inner.get(key).await {
-            let now = Instant::now();
-            if let Some(entry) = slot.fresh(now) {
-                let refresh = entry
-                    .take_refresh(now)
-                    .then(|| RefreshTicket(Arc::clone(entry)));
-                return Ok(Resolved {
-                    value: entry.value.clone(),
-                    lookup: Lookup::Hit,
-                    refresh,
-                });
-            }
+        if let Some(hit) = self
+            .inner
+            .get(key)
+            .await
+            .and_then(|slot| Self::served(&slot))
+        {
+            return Ok(hit);
         }
         Box::pin(self.resolve_miss(key, resolve())).await
+    }
+
+    /// The fresh answer for `key` if the cache has it ready, without
+    /// waiting: a cache hit then decides a request with no `await` on the
+    /// way, so no async state is built or moved for it. `None` is a miss, an
+    /// entry past its freshness, or moka busy with its housekeeping; the
+    /// caller goes on to [`SessionCache::get_or_resolve`].
+    pub fn hit(&self, key: &Credential) -> Option<Resolved> {
+        // moka's lookup is async only because it may run housekeeping; it
+        // is cancel-safe by design (an interrupted operation is retried by
+        // the next one), so one poll that does not finish is simply dropped.
+        let lookup = std::pin::pin!(self.inner.get(key));
+        let mut cx = Context::from_waker(Waker::noop());
+        match lookup.poll(&mut cx) {
+            Poll::Ready(slot) => Self::served(&slot?),
+            Poll::Pending => None,
+        }
+    }
+
+    /// A hit, if `slot` holds a fresh answer: one timestamp compare, and the
+    /// refresh ticket for the one hit that should renew the entry.
+    fn served(slot: &Slot<E>) -> Option<Resolved> {
+        let now = Instant::now();
+        let entry = slot.fresh(now)?;
+        let refresh = entry
+            .take_refresh(now)
+            .then(|| RefreshTicket(Arc::clone(entry)));
+        Some(Resolved {
+            value: entry.value.clone(),
+            lookup: Lookup::Hit,
+            refresh,
+        })
     }
 
     /// [`SessionCache::get_or_resolve`] past a miss: one call for all
@@ -639,6 +667,36 @@ mod tests {
             Lookup::Miss,
             "the error must not have been cached"
         );
+    }
+
+    /// The request path decides a cache hit with `hit` alone: it must agree
+    /// with `get_or_resolve` on what is fresh, and hand out the refresh
+    /// ticket the same way.
+    #[tokio::test]
+    async fn hit_serves_only_a_fresh_answer_and_one_refresh_ticket() {
+        let c = retaining();
+        let k = Credential::new("now", "");
+        assert!(c.hit(&k).is_none(), "nothing cached yet");
+        lookup(&c, &k, Ok(valid(60))).await;
+        let r = c.hit(&k).expect("a fresh answer");
+        assert_eq!(r.lookup, Lookup::Hit);
+        assert!(matches!(r.value, Cached::Valid(_)));
+        assert!(r.refresh.is_none(), "refresh-ahead is off");
+        past_freshness().await;
+        assert!(c.hit(&k).is_none(), "retained, but no longer fresh");
+        c.revoke(&k).await;
+        assert!(
+            matches!(c.hit(&k).map(|r| r.value), Some(Cached::Invalid)),
+            "a revoked session is answered as invalid"
+        );
+
+        let c: TestCache = SessionCache::new(&config(
+            Duration::from_secs(60),
+            RefreshAhead::Before(Duration::from_secs(60)),
+        ));
+        lookup(&c, &k, Ok(valid(60))).await;
+        let tickets = (0..3).filter_map(|_| c.hit(&k)?.refresh).count();
+        assert_eq!(tickets, 1, "one renewal per entry");
     }
 
     #[tokio::test]
