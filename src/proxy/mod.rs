@@ -4,6 +4,10 @@
 //! hop-by-hop header removal with the two exceptions an upstream may need
 //! (`Upgrade` for WebSocket, `TE: trailers` for gRPC), and X-Forwarded-*.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,7 +29,7 @@ mod forwarded;
 mod hop;
 pub mod upgrade;
 
-use body::Broken;
+use body::{BodyFate, Broken};
 pub use body::{RequestBody, RequestBodyError};
 pub use forwarded::set_forwarded;
 pub use hop::{remove_hop_by_hop, remove_request_hop_by_hop, HopByHop};
@@ -114,21 +118,31 @@ impl Forwarder {
     /// one the client breaks off (malformed, or cut short) is [`GatewayError::ClientBody`].
     /// `scope` is the client connection's, when it can own upstream
     /// connections (HTTP/1.1; see [`direct`]).
-    pub async fn send(
-        &self,
+    pub fn send<'s>(
+        &'s self,
         onward: Onward,
         mut req: Request<Incoming>,
-        scope: Option<&ConnectionScope>,
-    ) -> Result<Response<Incoming>, GatewayError> {
+        scope: Option<&'s ConnectionScope>,
+    ) -> impl Future<Output = Result<Response<Incoming>, GatewayError>> + 's {
+        // Everything but the wait happens here, before the future exists,
+        // and the future is a struct: an `async fn` would keep its arguments
+        // and what they became in its state side by side, and this future
+        // is boxed once per request.
         let Onward {
             client,
             hop,
             max_body_bytes,
         } = onward;
-        let up = self
-            .clients
-            .get(client)
-            .ok_or_else(|| GatewayError::UpstreamUnreachable("no client for the route".into()))?;
+        let Some(up) = self.clients.get(client) else {
+            return Sending {
+                answer: Answering::Failed {
+                    why: Some("no client for the route".into()),
+                },
+                fate: Arc::default(),
+                upgrade: None,
+                trailers: false,
+            };
+        };
         if up.http2 && hop.te_trailers {
             req.headers_mut()
                 .insert(header::TE, HeaderValue::from_static("trailers"));
@@ -169,77 +183,173 @@ impl Forwarder {
         let (body, fate) = RequestBody::new(body, max_body_bytes);
         let req = Request::from_parts(parts, body);
         let direct = scope.filter(|_| !up.http2 && upgrade.is_none() && direct::applies(&req));
-        let answer = if let Some(scope) = direct {
-            direct::within(
-                scope,
-                self.timeout,
-                direct::send(scope, &up.connector, client, req, again),
-            )
-            .await
-            .map(|sent| sent.map_err(|e| e.why()))
-        } else {
-            let sent = async {
-                match up.client.request(req).await {
-                    Err(e) if is_keep_alive_race(&e) => match again {
-                        Some(req) => {
-                            tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
-                            up.fresh.request(*req).await
-                        }
-                        None => Err(e),
-                    },
-                    answer => answer,
-                }
-                .map_err(|e| {
-                    use std::error::Error as _;
-                    e.source()
-                        .map(ToString::to_string)
-                        .unwrap_or_else(|| e.to_string())
-                })
-            };
-            tokio::time::timeout(self.timeout, sent).await.ok()
+        let answer = match direct {
+            Some(scope) => Answering::Direct {
+                fut: direct::within(
+                    scope,
+                    self.timeout,
+                    direct::send(scope, &up.connector, client, req, again),
+                ),
+            },
+            None => Answering::Pooled {
+                fut: pooled(up, self.timeout, req, again),
+            },
         };
-        let mut resp = answer
-            .ok_or(GatewayError::UpstreamTimeout)?
-            .map_err(|why| {
-                // The body broke off on the client's side: the upstream
-                // request failed because of it, not because of the upstream.
-                match fate.broken() {
-                    Some(Broken::TooLarge) => GatewayError::BodyTooLarge,
-                    Some(Broken::Client) => {
-                        tracing::debug!(error = %why, "request body broke off on the client's side");
-                        GatewayError::ClientBody
-                    }
-                    None => GatewayError::UpstreamUnreachable(why),
-                }
-            })?;
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // A 101 nobody asked for would leave the client's connection in
-            // an unknown protocol; refuse it rather than pass it on.
-            let (client_side, lease) = upgrade.ok_or_else(|| {
-                GatewayError::UpstreamUnreachable(
-                    "101 to a request that asked for no upgrade".into(),
-                )
-            })?;
-            let protocol = resp.headers().get(header::UPGRADE).cloned();
-            remove_hop_by_hop(resp.headers_mut());
-            if let Some(p) = protocol {
-                resp.headers_mut().insert(header::UPGRADE, p);
-            }
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            let upstream_side = hyper::upgrade::on(&mut resp);
-            crate::proxy::upgrade::splice(client_side, upstream_side, lease);
-            return Ok(resp);
+        Sending {
+            answer,
+            fate,
+            upgrade,
+            trailers: up.http2 && hop.te_trailers,
         }
-        let trailer = (up.http2 && hop.te_trailers)
-            .then(|| declared_trailers(resp.headers()))
-            .flatten();
-        remove_hop_by_hop(resp.headers_mut());
-        if let Some(trailer) = trailer {
-            resp.headers_mut().insert(header::TRAILER, trailer);
-        }
-        Ok(resp)
     }
+}
+
+/// The upstream's answer, or none within the timeout.
+type Answer = Option<Result<Response<Incoming>, String>>;
+
+/// An answer over a connection the client connection owns.
+type DirectAnswer = Result<Response<Incoming>, direct::DirectError>;
+
+pin_project_lite::pin_project! {
+    /// The future of [`Forwarder::send`]: the wait for the upstream's answer,
+    /// then what the answer is checked against.
+    struct Sending<D, P> {
+        #[pin]
+        answer: Answering<D, P>,
+        // Whether the request body broke off, and why.
+        fate: Arc<BodyFate>,
+        // The client side of a requested upgrade, with its connection's lease.
+        upgrade: Option<(OnUpgrade, Option<ConnectionLease>)>,
+        // Declare gRPC trailers to the client (an HTTP/2 upstream asked for them).
+        trailers: bool,
+    }
+}
+
+impl<D, P> Future for Sending<D, P>
+where
+    D: Future<Output = Option<DirectAnswer>>,
+    P: Future<Output = Answer>,
+{
+    type Output = Result<Response<Incoming>, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = std::task::ready!(this.answer.poll(cx));
+        Poll::Ready(finish(
+            answer,
+            this.fate,
+            this.upgrade.take(),
+            *this.trailers,
+        ))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The wait for the upstream's answer, over either kind of connection.
+    #[project = AnsweringProj]
+    enum Answering<D, P> {
+        Direct { #[pin] fut: D },
+        Pooled { #[pin] fut: P },
+        // No request went out.
+        Failed { why: Option<String> },
+    }
+}
+
+impl<D, P> Future for Answering<D, P>
+where
+    D: Future<Output = Option<DirectAnswer>>,
+    P: Future<Output = Answer>,
+{
+    type Output = Answer;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        match self.project() {
+            AnsweringProj::Direct { fut } => fut
+                .poll(cx)
+                .map(|answer| answer.map(|sent| sent.map_err(|e| e.why()))),
+            AnsweringProj::Pooled { fut } => fut.poll(cx),
+            AnsweringProj::Failed { why } => Poll::Ready(why.take().map(Err)),
+        }
+    }
+}
+
+/// `req` over the route's pooled client (HTTP/2 and TLS upstreams, or a
+/// client connection without a scope) within `timeout`. A GET the upstream
+/// dropped under a reused connection goes once more, as `again`, on a new one.
+async fn pooled(
+    up: &UpstreamClient,
+    timeout: Duration,
+    req: Request<RequestBody>,
+    again: Option<Box<Request<RequestBody>>>,
+) -> Answer {
+    let sent = async {
+        match up.client.request(req).await {
+            Err(e) if is_keep_alive_race(&e) => match again {
+                Some(req) => {
+                    tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
+                    up.fresh.request(*req).await
+                }
+                None => Err(e),
+            },
+            answer => answer,
+        }
+        .map_err(|e| {
+            use std::error::Error as _;
+            e.source()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| e.to_string())
+        })
+    };
+    tokio::time::timeout(timeout, sent).await.ok()
+}
+
+/// The upstream's answer as the client gets it: errors named for whose
+/// fault they are, a `101` handed to the splice, hop-by-hop headers gone.
+fn finish(
+    answer: Answer,
+    fate: &BodyFate,
+    upgrade: Option<(OnUpgrade, Option<ConnectionLease>)>,
+    trailers: bool,
+) -> Result<Response<Incoming>, GatewayError> {
+    let mut resp = answer
+        .ok_or(GatewayError::UpstreamTimeout)?
+        .map_err(|why| {
+            // The body broke off on the client's side: the upstream
+            // request failed because of it, not because of the upstream.
+            match fate.broken() {
+                Some(Broken::TooLarge) => GatewayError::BodyTooLarge,
+                Some(Broken::Client) => {
+                    tracing::debug!(error = %why, "request body broke off on the client's side");
+                    GatewayError::ClientBody
+                }
+                None => GatewayError::UpstreamUnreachable(why),
+            }
+        })?;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // A 101 nobody asked for would leave the client's connection in
+        // an unknown protocol; refuse it rather than pass it on.
+        let (client_side, lease) = upgrade.ok_or_else(|| {
+            GatewayError::UpstreamUnreachable("101 to a request that asked for no upgrade".into())
+        })?;
+        let protocol = resp.headers().get(header::UPGRADE).cloned();
+        remove_hop_by_hop(resp.headers_mut());
+        if let Some(p) = protocol {
+            resp.headers_mut().insert(header::UPGRADE, p);
+        }
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        crate::proxy::upgrade::splice(client_side, upstream_side, lease);
+        return Ok(resp);
+    }
+    let trailer = trailers
+        .then(|| declared_trailers(resp.headers()))
+        .flatten();
+    remove_hop_by_hop(resp.headers_mut());
+    if let Some(trailer) = trailer {
+        resp.headers_mut().insert(header::TRAILER, trailer);
+    }
+    Ok(resp)
 }
 
 /// Whether the upstream ended a reused connection before any byte of an
