@@ -34,11 +34,13 @@ pub mod pem;
 pub mod reload;
 mod scope;
 pub mod tls;
+mod wakeups;
 
 use idle::{Activity, Tracked, Watched};
 pub use scope::ConnectionScope;
 use scope::Side;
 use tls::{TlsAcceptorHandle, ALPN_H2};
+use wakeups::Wakeups;
 
 /// Default bound on open connections per listener (see [`ServeOptions::max_connections`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -493,7 +495,8 @@ where
 /// HTTP/2 connection first gets a GOAWAY). `stop` is held until the end,
 /// which is what the listener's drain waits for. `side` holds the futures
 /// handlers gave the connection's [`ConnectionScope`]: they are polled right
-/// after the connection, in this task, and dropped with it.
+/// after the connection, in this task, and dropped with it. Each of the two
+/// parts is polled only when one of its own wakeups came ([`wakeups`]).
 async fn drive<C, E>(
     conn: C,
     mut stop: watch::Receiver<Drain>,
@@ -515,6 +518,7 @@ where
     // when the version moved: a `watch` poll on every wakeup of a busy
     // connection was about 1% of a request's instructions.
     let probe = stop.clone();
+    let mut parts: Option<Wakeups> = None;
     let mut watching = true;
     let mut draining = false;
     loop {
@@ -522,16 +526,46 @@ where
             let mut changed = pin!(stop.changed());
             let mut registered = false;
             poll_fn(|cx| {
-                // The connection first: it is what wakes this task almost every time.
-                if let Poll::Ready(done) = conn.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Done(done));
-                }
-                if let Some(at) = side.as_mut().and_then(|side| side.poll(cx)) {
-                    // A handler's deadline: only ever moves the timer earlier, and
-                    // `expired` re-arms it for the connection's own deadline when it fires.
-                    if at < timer.deadline() {
-                        timer.as_mut().reset(at);
+                let parts = match &mut parts {
+                    Some(parts) if parts.wake(cx.waker()) => parts,
+                    slot => slot.insert(Wakeups::new(cx.waker())),
+                };
+                // Woken by none of the parts: by the timer (a handler's
+                // deadline among others) or the drain signal, which concern both.
+                let mut all = true;
+                for _ in 0..MAX_ROUNDS {
+                    parts.begin();
+                    let woken = parts.take(wakeups::CONN | wakeups::SIDE);
+                    all &= woken == 0;
+                    if all || woken & wakeups::CONN != 0 {
+                        let mut conn_cx = Context::from_waker(&parts.conn);
+                        if let Poll::Ready(done) = conn.as_mut().poll(&mut conn_cx) {
+                            parts.end();
+                            return Poll::Ready(Event::Done(done));
+                        }
                     }
+                    if let Some(side) = side.as_mut() {
+                        // The connection's poll may have handed the side a request.
+                        let woken = all || (woken | parts.take(wakeups::SIDE)) & wakeups::SIDE != 0;
+                        let mut side_cx = Context::from_waker(&parts.side);
+                        if let Some(at) = side.poll(&mut side_cx, woken) {
+                            // A handler's deadline: only ever moves the timer earlier, and
+                            // `expired` re-arms it for the connection's own deadline when it fires.
+                            if at < timer.deadline() {
+                                timer.as_mut().reset(at);
+                            }
+                        }
+                    }
+                    // Out of tokio's budget, a part would only wake itself
+                    // again at once: the next poll of the task gets a new one.
+                    if !parts.end() || !tokio::task::coop::has_budget_remaining() {
+                        break;
+                    }
+                    all = false;
+                }
+                if parts.end() {
+                    // Still woken after the last round: poll again after other tasks.
+                    cx.waker().wake_by_ref();
                 }
                 if expired(activity, timer.as_mut(), cx) {
                     return Poll::Ready(Event::Expired);
@@ -563,6 +597,10 @@ where
                     Drain::Graceful if !draining => {
                         draining = true;
                         graceful_shutdown(conn.as_mut());
+                        // Polled next even if none of its wakeups came.
+                        if let Some(parts) = &parts {
+                            parts.conn.wake_by_ref();
+                        }
                     }
                     Drain::Graceful | Drain::Serving => {}
                 }
@@ -579,6 +617,10 @@ where
     }
     Ok(())
 }
+
+/// How often one poll of a connection's task goes round its parts while
+/// they keep waking each other (a proxied request takes about three).
+const MAX_ROUNDS: usize = 8;
 
 /// What ended one wait of [`drive`]'s loop.
 enum Event<E> {
@@ -671,6 +713,48 @@ fn as_http11(req: &mut Request<Incoming>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The proxy's pattern: the connection hands a request to an upstream
+    /// connection beside it, which answers through a channel. Each hand-over
+    /// wakes the other part while the task is polling; with the task's own
+    /// waker, every one of them cost another poll of the whole task.
+    #[tokio::test]
+    async fn parts_that_wake_each_other_finish_within_one_poll_of_the_task() {
+        let scope = ConnectionScope::new();
+        let side = scope.side();
+        let (to_side, mut requests) =
+            tokio::sync::mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<u32>>();
+        scope.spawn(async move {
+            while let Some(answer) = requests.recv().await {
+                let _ = answer.send(7);
+            }
+        });
+        let conn = async move {
+            for _ in 0..3 {
+                let (answer, answered) = tokio::sync::oneshot::channel();
+                to_side.send(answer).map_err(|_| ())?;
+                assert_eq!(answered.await.map_err(|_| ())?, 7);
+            }
+            Ok::<(), ()>(())
+        };
+        let (_drain, stop) = watch::channel(Drain::Serving);
+        let activity = Activity::new(false, Duration::from_secs(60), Duration::from_secs(60));
+        let task = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&task));
+        let mut driven = pin!(drive(conn, stop, &activity, |_| {}, false, Some(side)));
+        let polled = driven.as_mut().poll(&mut Context::from_waker(&waker));
+        assert_eq!(polled, Poll::Ready(Ok(())), "three exchanges in one poll");
+        assert_eq!(task.0.load(Ordering::SeqCst), 0, "the task was not woken");
+    }
 
     #[test]
     fn forwarded_proto_follows_the_connection() {

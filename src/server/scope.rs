@@ -18,7 +18,7 @@ use tokio::time::Instant;
 type SideFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What handlers running in an HTTP/1.1 connection's task may leave with
-/// it: futures it polls after every wakeup (and drops when it closes), and
+/// it: futures it polls when they are woken (and drops when it closes), and
 /// one value of any type (the proxy keeps its idle upstream senders there).
 pub struct ConnectionScope {
     state: Mutex<State>,
@@ -88,19 +88,23 @@ impl ConnectionScope {
 }
 
 impl Side {
-    /// Takes over futures handed over since the last call, polls every one,
-    /// and forgets those that ended. Returns the moment a handler asked to
-    /// be polled at since the last call ([`ConnectionScope::wake_at`]).
-    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Option<Instant> {
+    /// Takes over futures handed over since the last call and, when they
+    /// were `woken` or one is new, polls every one and forgets those that
+    /// ended. Returns the moment a handler asked to be polled at since the
+    /// last call ([`ConnectionScope::wake_at`]).
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>, mut woken: bool) -> Option<Instant> {
         let wake = {
             let mut state = self.scope.lock();
             if !state.new.is_empty() {
                 self.running.append(&mut state.new);
+                woken = true;
             }
             state.wake.take()
         };
-        self.running
-            .retain_mut(|fut| fut.as_mut().poll(cx).is_pending());
+        if woken {
+            self.running
+                .retain_mut(|fut| fut.as_mut().poll(cx).is_pending());
+        }
         wake
     }
 }
