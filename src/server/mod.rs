@@ -530,13 +530,14 @@ where
                     Some(parts) if parts.wake(cx.waker()) => parts,
                     slot => slot.insert(Wakeups::new(cx.waker())),
                 };
-                // Woken by none of the parts: by the timer (a handler's
-                // deadline among others) or the drain signal, which concern both.
-                let mut all = true;
-                for _ in 0..MAX_ROUNDS {
+                // The timer (a handler's deadline among others) and the drain
+                // signal wake the task itself and concern both parts: so does
+                // a poll for which none of the parts was woken.
+                let mut all = timer.is_elapsed();
+                for round in 0..MAX_ROUNDS {
                     parts.begin();
                     let woken = parts.take(wakeups::CONN | wakeups::SIDE);
-                    all &= woken == 0;
+                    all |= round == 0 && woken == 0;
                     if all || woken & wakeups::CONN != 0 {
                         let mut conn_cx = Context::from_waker(&parts.conn);
                         if let Poll::Ready(done) = conn.as_mut().poll(&mut conn_cx) {
@@ -721,6 +722,41 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// A handler's deadline rides on the connection's timer (as the
+    /// proxy's upstream timeout does), which wakes the task, not a part. When
+    /// a part's wakeup comes in the same turn of the timer wheel, the
+    /// connection must still be polled, or the deadline goes unseen.
+    #[tokio::test]
+    async fn the_connection_sees_its_deadline_when_a_part_wakes_at_the_same_moment() {
+        let scope = ConnectionScope::new();
+        let side = scope.side();
+        let at = Instant::now() + Duration::from_millis(50);
+        scope.spawn(tokio::time::sleep_until(at));
+        let handler = Arc::clone(&scope);
+        let mut armed = false;
+        let conn = poll_fn(move |_| {
+            if Instant::now() >= at {
+                return Poll::Ready(Ok::<(), ()>(()));
+            }
+            if !armed {
+                armed = true;
+                handler.wake_at(at);
+            }
+            Poll::Pending
+        });
+        let (_drain, stop) = watch::channel(Drain::Serving);
+        let activity = Activity::new(false, Duration::from_secs(60), Duration::from_secs(60));
+        let driven = drive(conn, stop, &activity, |_| {}, false, Some(side));
+        // Not `timeout()`: it polls the future once more when it runs out,
+        // which is the very poll this test is about.
+        let done = tokio::select! {
+            biased;
+            () = tokio::time::sleep(Duration::from_secs(5)) => None,
+            done = driven => Some(done),
+        };
+        assert_eq!(done, Some(Ok(())), "the deadline was not seen");
     }
 
     /// The proxy's pattern: the connection hands a request to an upstream
