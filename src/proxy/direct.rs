@@ -63,7 +63,7 @@ impl Idle {
         let at = self
             .0
             .iter()
-            .position(|(c, a, s)| *c == client && a == origin && s.is_ready())?;
+            .position(|(c, a, s)| *c == client && same_origin(a, origin) && s.is_ready())?;
         Some(self.0.swap_remove(at).2)
     }
 
@@ -76,6 +76,13 @@ impl Idle {
         }
         self.0.push((client, origin, sender));
     }
+}
+
+/// `a == b`, first by address: both are clones of the route's upstream
+/// origin nearly always, and `Authority`'s `==` compares ignoring case,
+/// byte by byte, on every request.
+fn same_origin(a: &Authority, b: &Authority) -> bool {
+    std::ptr::eq(a.as_str(), b.as_str()) || a == b
 }
 
 /// Whether `req` may go over a connection owned by its client connection:
@@ -253,6 +260,15 @@ mod tests {
         assert_eq!(origin_form(pq("/a/b?x=1")), "/a/b?x=1");
         assert_eq!(origin_form(pq("/")), "/");
         assert_eq!(origin_form(None), "/");
+    }
+
+    #[test]
+    fn origins_match_by_address_or_by_value() {
+        let a = |s: &str| s.parse::<Authority>().unwrap();
+        let up = a("app:8080");
+        assert!(same_origin(&up, &up.clone()));
+        assert!(same_origin(&up, &a("APP:8080")));
+        assert!(!same_origin(&up, &a("app:8081")));
     }
 
     #[test]

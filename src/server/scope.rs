@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Context;
 
@@ -22,6 +23,9 @@ type SideFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// one value of any type (the proxy keeps its idle upstream senders there).
 pub struct ConnectionScope {
     state: Mutex<State>,
+    /// Set when `new` or `wake` changed: most polls of the driver find
+    /// neither, and then skip the lock.
+    news: AtomicBool,
 }
 
 #[derive(Default)]
@@ -43,6 +47,7 @@ impl ConnectionScope {
     pub(super) fn new() -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
+            news: AtomicBool::new(false),
         })
     }
 
@@ -57,14 +62,18 @@ impl ConnectionScope {
     /// it ends or the connection closes.
     pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
         self.lock().new.push(Box::pin(fut));
+        self.news.store(true, Ordering::Release);
     }
 
     /// Has the connection's task polled at `at` (and so its in-flight
     /// request, which then sees its deadline has passed) by the connection's
     /// own timer: a request then needs no timer of its own.
     pub fn wake_at(&self, at: Instant) {
-        let mut state = self.lock();
-        state.wake = Some(state.wake.map_or(at, |w| w.min(at)));
+        {
+            let mut state = self.lock();
+            state.wake = Some(state.wake.map_or(at, |w| w.min(at)));
+        }
+        self.news.store(true, Ordering::Release);
     }
 
     /// Calls `f` with this connection's value of type `T` (a default one
@@ -93,13 +102,19 @@ impl Side {
     /// ended. Returns the moment a handler asked to be polled at since the
     /// last call ([`ConnectionScope::wake_at`]).
     pub(super) fn poll(&mut self, cx: &mut Context<'_>, mut woken: bool) -> Option<Instant> {
-        let wake = {
+        // Cleared before the state is read: what a handler adds after that
+        // sets it again, for the next call.
+        let news = self.scope.news.load(Ordering::Relaxed)
+            && self.scope.news.swap(false, Ordering::Acquire);
+        let wake = if news {
             let mut state = self.scope.lock();
             if !state.new.is_empty() {
                 self.running.append(&mut state.new);
                 woken = true;
             }
             state.wake.take()
+        } else {
+            None
         };
         if woken {
             self.running
