@@ -527,13 +527,14 @@ where
             let mut registered = false;
             poll_fn(|cx| {
                 let parts = match &mut parts {
-                    Some(parts) if parts.wake(cx.waker()) => parts,
+                    Some(parts) if parts.wakes(cx.waker()) => parts,
                     slot => slot.insert(Wakeups::new(cx.waker())),
                 };
                 // The timer (a handler's deadline among others) and the drain
                 // signal wake the task itself and concern both parts: so does
                 // a poll for which none of the parts was woken.
                 let mut all = timer.is_elapsed();
+                let mut again = false;
                 for round in 0..MAX_ROUNDS {
                     parts.begin();
                     let woken = parts.take(wakeups::CONN | wakeups::SIDE);
@@ -559,12 +560,13 @@ where
                     }
                     // Out of tokio's budget, a part would only wake itself
                     // again at once: the next poll of the task gets a new one.
-                    if !parts.end() || !tokio::task::coop::has_budget_remaining() {
+                    again = parts.end();
+                    if !again || !tokio::task::coop::has_budget_remaining() {
                         break;
                     }
                     all = false;
                 }
-                if parts.end() {
+                if again {
                     // Still woken after the last round: poll again after other tasks.
                     cx.waker().wake_by_ref();
                 }

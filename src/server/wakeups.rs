@@ -84,7 +84,7 @@ impl Wakeups {
 
     /// Whether these wakers wake `task`; tokio gives a task one waker for
     /// its life, but a future may be moved to another.
-    pub(super) fn wake(&self, task: &Waker) -> bool {
+    pub(super) fn wakes(&self, task: &Waker) -> bool {
         self.shared.task.will_wake(task)
     }
 
@@ -137,6 +137,6 @@ mod tests {
         w.conn.wake_by_ref();
         assert_eq!(count.0.load(SeqCst), 1);
         assert_eq!(w.take(CONN | SIDE), CONN);
-        assert!(w.wake(&task));
+        assert!(w.wakes(&task));
     }
 }
