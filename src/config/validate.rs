@@ -938,9 +938,10 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
         Some("https") => Scheme::HTTPS,
         _ => return Err(format!("{s:?} must start with http:// or https://")),
     };
+    // Static text: every forwarded request clones it (see `crate::interned`).
     let authority = uri
         .authority()
-        .cloned()
+        .map(crate::interned::authority)
         .ok_or_else(|| format!("{s:?} has no host"))?;
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(format!(
