@@ -22,8 +22,7 @@
 //! - [`error`]: every failure and its HTTP response, in one table; [`html`]: the
 //!   same for browsers (`Accept: text/html`), as small error pages.
 //! - [`path`] (a leaf): path normalization; [`routes`]: the route table;
-//!   [`request_id`]: `x-request-id` kept or generated; [`interned`] (a
-//!   leaf): static text for config values every request clones.
+//!   [`request_id`]: `x-request-id` kept or generated.
 //! - [`config`]: the serde mirror of the file (`raw`), validated per section
 //!   into the runtime types the rest of the crate sees.
 //! - [`auth`]: where a credential comes from, the provider-neutral identity,
@@ -44,7 +43,7 @@
 //!   and `dev` itself import it.
 //!
 //! Dependency rules (checked by `tests/architecture.rs`): no import circles;
-//! `config` imports only `path`, `interned` and `server::pem`; `server` imports nothing
+//! `config` imports only `path` and `server::pem`; `server` imports nothing
 //! outside itself; only `main.rs` and `dev` import `dev`; `idp` imports
 //! neither `pipeline` nor `proxy`; `proxy` imports neither `pipeline` nor `idp`;
 //! `cluster` imports neither `pipeline`, `proxy` nor `admin`.
@@ -63,7 +62,6 @@ pub mod forward_auth;
 pub mod hex;
 pub mod html;
 pub mod idp;
-pub mod interned;
 pub mod path;
 pub mod pipeline;
 pub mod proxy;

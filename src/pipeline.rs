@@ -118,7 +118,7 @@ impl Gateway {
             let jwks = Arc::clone(signer);
             admin.set_jwks(Box::new(move || jwks.jwks()));
         }
-        let stale_header = crate::interned::header_name(&format!("{}stale", plan.prefix()))
+        let stale_header = HeaderName::from_bytes(format!("{}stale", plan.prefix()).as_bytes())
             .map_err(|_| InvalidPrefix(plan.prefix().to_owned()))?;
         let idp: Arc<dyn SessionProvider> = Arc::new(Guarded::new(
             idp,
@@ -287,6 +287,9 @@ impl Gateway {
                 html::error_response(&err, prefs, Some(&request_id)).map(Either::Right)
             }
         };
+        let mut resp = resp;
+        resp.headers_mut()
+            .insert(request_id::X_REQUEST_ID, request_id.clone());
         let seen = Seen {
             mode: Mode::Proxy,
             started,
@@ -295,10 +298,6 @@ impl Gateway {
             path: uri.path(),
         };
         self.record(&seen, resp.status(), &log);
-        let mut resp = resp;
-        // Moved, not cloned: the log above was its last reader.
-        resp.headers_mut()
-            .insert(request_id::X_REQUEST_ID, request_id);
         resp
     }
 

@@ -23,16 +23,9 @@ pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    // Two copies rather than a clone: a clone would first move the fresh
-    // bytes behind a shared reference count (an allocation and an atomic
-    // exchange), then count every clone and drop atomically.
     let id = generate();
-    headers.insert(X_REQUEST_ID, copy(&id));
+    headers.insert(X_REQUEST_ID, id.clone());
     id
-}
-
-fn copy(value: &HeaderValue) -> HeaderValue {
-    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone())
 }
 
 /// 32 hex digits: a per-process random seed and a counter, unique without

@@ -5,7 +5,7 @@
 //!
 //! Rules (a node is a top-level module, except the leaf `server::pem`):
 //! - no import cycles between nodes;
-//! - `config` imports only `path`, `interned` and `server::pem`;
+//! - `config` imports only `path` and `server::pem`;
 //! - `server` imports nothing outside `server` (neither `config` nor the core);
 //! - only `main.rs` and `dev` import `dev`;
 //! - `idp` imports neither `pipeline` nor `proxy`;
@@ -60,7 +60,7 @@ impl fmt::Display for Violation {
 }
 
 const RULE_CYCLE: &str = "no import cycles between top-level modules";
-const RULE_CONFIG: &str = "config imports only path, interned and server::pem";
+const RULE_CONFIG: &str = "config imports only path and server::pem";
 const RULE_SERVER: &str = "server imports nothing outside server (no config, no core)";
 const RULE_DEV: &str = "only main.rs and dev import dev";
 const RULE_IDP: &str = "idp imports neither pipeline nor proxy";
@@ -90,7 +90,7 @@ fn broken_rules(from: &str, to: &str) -> Vec<&'static str> {
     if from_node == to_node {
         return broken;
     }
-    if from_top == "config" && !matches!(to_node, "path" | "interned" | "server::pem") {
+    if from_top == "config" && !matches!(to_node, "path" | "server::pem") {
         broken.push(RULE_CONFIG);
     }
     if from_top == "server" && to_top != "server" {
@@ -675,7 +675,6 @@ fn each_rule_reports_a_violating_edge_with_its_site() {
 fn allowed_edges_pass() {
     for (from, to) in [
         ("config", "path::normalize_path"),
-        ("config::validate", "interned::authority"),
         ("config", "server::pem::read_certs"),
         ("config::raw", "config::Config"),
         ("server::tls", "server::pem::certified_key"),

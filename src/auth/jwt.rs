@@ -138,9 +138,7 @@ impl Signer {
         })?;
         let key = pem::parse_p256_key(&bytes, &cfg.key_file)?;
         Ok(Self {
-            // Cloned into every forwarded request: static text, no shared count.
-            header: crate::interned::header_name(cfg.header.as_str())
-                .unwrap_or_else(|_| cfg.header.clone()),
+            header: cfg.header.clone(),
             issuer: cfg.issuer.as_str().into(),
             audience: cfg.audience.as_str().into(),
             ttl: cfg.ttl,

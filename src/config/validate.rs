@@ -938,10 +938,9 @@ fn parse_upstream(s: &str) -> Result<Upstream, String> {
         Some("https") => Scheme::HTTPS,
         _ => return Err(format!("{s:?} must start with http:// or https://")),
     };
-    // Static text: every forwarded request clones it (see `crate::interned`).
     let authority = uri
         .authority()
-        .map(crate::interned::authority)
+        .cloned()
         .ok_or_else(|| format!("{s:?} has no host"))?;
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(format!(
