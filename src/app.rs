@@ -125,7 +125,7 @@ async fn serve_public(
             // moves what the handler returns into its connection, so it
             // gets a pointer: a copy of the whole future per request was
             // the largest single user-space cost in a profile.
-            Box::pin(gateway.handle_owned(req, peer, scope.cloned()))
+            Box::pin(gateway.handle(req, peer, scope.cloned()))
         },
         shutdown,
     )
