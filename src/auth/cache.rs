@@ -35,6 +35,10 @@ use crate::auth::credential::{Credential, PreHashed};
 use crate::auth::headers::Authenticated;
 use crate::config::{CacheConfig, RefreshAhead};
 
+mod front;
+
+use front::Front;
+
 /// What the cache remembers about a session.
 #[derive(Debug, Clone)]
 pub enum Cached {
@@ -94,6 +98,9 @@ struct Entry {
     refreshing: AtomicBool,
     /// Set by the first stale serve, so an outage logs once per session.
     stale_warned: AtomicBool,
+    /// Set once a renewal replaced this entry in moka, so no thread's
+    /// front map serves it any more.
+    superseded: AtomicBool,
 }
 
 impl Entry {
@@ -109,7 +116,16 @@ impl Entry {
             revoked: false,
             refreshing: AtomicBool::new(false),
             stale_warned: AtomicBool::new(false),
+            superseded: AtomicBool::new(false),
         }
+    }
+
+    fn supersede(&self) {
+        self.superseded.store(true, Ordering::SeqCst);
+    }
+
+    fn is_superseded(&self) -> bool {
+        self.superseded.load(Ordering::Acquire)
     }
 
     fn is_fresh(&self, now: Instant) -> bool {
@@ -292,6 +308,8 @@ impl Refreshed {
 /// The session cache; `E` is the IdP failure shared by coalesced callers.
 pub struct SessionCache<E> {
     inner: Cache<Credential, Slot<E>, PreHashed>,
+    /// Each worker thread's copies of the answers it served, for hits.
+    front: Front,
     max_ttl: Duration,
     negative_ttl: Duration,
     refresh_ahead: RefreshAhead,
@@ -301,6 +319,7 @@ impl<E> Clone for SessionCache<E> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            front: self.front.clone(),
             max_ttl: self.max_ttl,
             negative_ttl: self.negative_ttl,
             refresh_ahead: self.refresh_ahead,
@@ -322,6 +341,7 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
                 .max_capacity(cfg.max_entries)
                 .expire_after(EvictAfterFresh { retention })
                 .build_with_hasher(PreHashed),
+            front: Front::new(cfg.max_entries),
             max_ttl: cfg.max_ttl,
             negative_ttl: cfg.negative_ttl,
             refresh_ahead: cfg.refresh_ahead,
@@ -374,30 +394,44 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
     /// entry past its freshness, or moka busy with its housekeeping; the
     /// caller goes on to [`SessionCache::get_or_resolve`].
     pub fn hit(&self, key: &Credential) -> Option<Resolved> {
+        let now = Instant::now();
+        if let Some(hit) = self.front.with(key, now, |entry| Self::serve(entry, now)) {
+            return Some(hit);
+        }
+        let generation = self.front.generation();
         // moka's lookup is async only because it may run housekeeping; it
         // is cancel-safe by design (an interrupted operation is retried by
         // the next one), so one poll that does not finish is simply dropped.
         let lookup = std::pin::pin!(self.inner.get(key));
         let mut cx = Context::from_waker(Waker::noop());
         match lookup.poll(&mut cx) {
-            Poll::Ready(slot) => Self::served(&slot?),
+            Poll::Ready(slot) => {
+                let slot = slot?;
+                let entry = slot.fresh(now)?;
+                self.front.keep(key, entry, generation, now);
+                Some(Self::serve(entry, now))
+            }
             Poll::Pending => None,
         }
     }
 
-    /// A hit, if `slot` holds a fresh answer: one timestamp compare, and the
-    /// refresh ticket for the one hit that should renew the entry.
+    /// A hit, if `slot` holds a fresh answer.
     fn served(slot: &Slot<E>) -> Option<Resolved> {
         let now = Instant::now();
-        let entry = slot.fresh(now)?;
+        Some(Self::serve(slot.fresh(now)?, now))
+    }
+
+    /// The hit on a fresh `entry`, with the refresh ticket for the one hit
+    /// that should renew it.
+    fn serve(entry: &Arc<Entry>, now: Instant) -> Resolved {
         let refresh = entry
             .take_refresh(now)
             .then(|| RefreshTicket(Arc::clone(entry)));
-        Some(Resolved {
+        Resolved {
             value: entry.value.clone(),
             lookup: Lookup::Hit,
             refresh,
-        })
+        }
     }
 
     /// [`SessionCache::get_or_resolve`] past a miss: one call for all
@@ -477,6 +511,10 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
                         Fresh::Valid(..) => Refreshed::Valid,
                         Fresh::Invalid => Refreshed::Invalid,
                     });
+                    // Written over `from` next (this runs only if `from` is
+                    // the key's answer, or the key has none): the front maps
+                    // must stop serving it.
+                    from.supersede();
                     Slot::Answer(Arc::new(self.entry_for(fresh)))
                 }
                 Err(error) => {
@@ -524,6 +562,7 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
         self.inner
             .insert(key.clone(), Slot::Answer(Arc::clone(&tomb)))
             .await;
+        self.front.invalidate();
         // ...but an IdP call in flight on this key ends by writing its answer
         // over it. Join that call, then write the tombstone again; bounded,
         // since each round either writes the tombstone or waits out one call.
@@ -538,6 +577,9 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
                 break;
             }
         }
+        // An answer an in-flight call wrote meanwhile may have reached a
+        // front map too.
+        self.front.invalidate();
         had_answer
     }
 
@@ -564,6 +606,7 @@ impl<E: Send + Sync + 'static> SessionCache<E> {
     /// no cached answer can be trusted any more. Later lookups ask again.
     pub fn drop_all(&self) {
         self.inner.invalidate_all();
+        self.front.invalidate();
     }
 
     /// Approximate number of live entries.
@@ -641,6 +684,52 @@ mod tests {
         c.get_or_resolve(k, || async { unreachable!() })
             .await
             .unwrap()
+    }
+
+    /// A hit is served from the thread's own copy, and that copy goes with
+    /// the answer it copied: a renewal, a revocation from another thread
+    /// and `drop_all` each end it.
+    #[tokio::test]
+    async fn a_hits_copy_goes_with_the_answer_it_copied() {
+        let hour = Duration::from_secs(3600);
+        let c: TestCache = SessionCache::new(&config(hour, RefreshAhead::Before(hour)));
+        let is_valid = |r: Option<Resolved>| matches!(r.map(|r| r.value), Some(Cached::Valid(_)));
+
+        // Renewed as invalid: the next hit says so.
+        let k = Credential::new("renewed", "");
+        lookup(&c, &k, Ok(valid(3600))).await;
+        let ticket = c
+            .hit(&k)
+            .and_then(|r| r.refresh)
+            .expect("inside the window");
+        assert_eq!(c.front.local_len(), 1, "the hit kept a copy");
+        let again = c.hit(&k).expect("the copy");
+        assert!(again.refresh.is_none(), "one ticket per entry, copy or not");
+        assert_eq!(
+            c.refresh(&k, ticket, async { Ok(Fresh::Invalid) }).await,
+            Refreshed::Invalid
+        );
+        assert!(matches!(c.hit(&k).map(|r| r.value), Some(Cached::Invalid)));
+
+        // Revoked from another thread: this thread's copy goes too.
+        let k = Credential::new("revoked", "");
+        lookup(&c, &k, Ok(valid(3600))).await;
+        assert!(is_valid(c.hit(&k)));
+        assert!(is_valid(c.hit(&k)), "served from the copy");
+        let (other, key) = (c.clone(), k.clone());
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(other.revoke(&key))
+        })
+        .await
+        .unwrap();
+        assert!(matches!(c.hit(&k).map(|r| r.value), Some(Cached::Invalid)));
+
+        // Everything dropped: no copy answers.
+        let k = Credential::new("dropped", "");
+        lookup(&c, &k, Ok(valid(3600))).await;
+        assert!(is_valid(c.hit(&k)));
+        c.drop_all();
+        assert!(c.hit(&k).is_none(), "asks moka, which has nothing");
     }
 
     #[tokio::test]
