@@ -293,10 +293,12 @@ fn write_field(
 /// A string field's value as tracing writes it (`{:?}`), without the
 /// per-character escaping when nothing needs escaping.
 fn write_quoted(out: &mut impl std::fmt::Write, value: &str) -> std::fmt::Result {
-    if value
-        .bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-    {
+    // Every byte looked at, no early exit: the loop vectorizes, and the
+    // values (ids, paths, prefixes) are short and nearly always plain.
+    let plain = value.bytes().fold(true, |plain, b| {
+        plain & (b' '..=b'~').contains(&b) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
         out.write_char('"')?;
         out.write_str(value)?;
         out.write_char('"')
