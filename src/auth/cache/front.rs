@@ -84,11 +84,17 @@ impl Front {
         f: impl FnOnce(&Arc<Entry>) -> R,
     ) -> Option<R> {
         let generation = self.generation();
-        LOCALS.with_borrow(|locals| {
-            let local = locals.iter().find(|l| self.owns(l))?;
-            let (entry, seen) = local.map.get(key)?;
-            (*seen == generation && entry.is_fresh(now) && !entry.is_superseded()).then(|| f(entry))
-        })
+        // `try_with`: a thread being torn down has no copies, not a panic.
+        LOCALS
+            .try_with(|locals| {
+                let locals = locals.borrow();
+                let local = locals.iter().find(|l| self.owns(l))?;
+                let (entry, seen) = local.map.get(key)?;
+                (*seen == generation && entry.is_fresh(now) && !entry.is_superseded())
+                    .then(|| f(entry))
+            })
+            .ok()
+            .flatten()
     }
 
     /// Keeps `entry`, fetched from moka after reading `generation`, for
@@ -97,7 +103,8 @@ impl Front {
         if self.capacity == 0 {
             return;
         }
-        LOCALS.with_borrow_mut(|locals| {
+        let _ = LOCALS.try_with(|locals| {
+            let mut locals = locals.borrow_mut();
             let at = match locals.iter().position(|l| self.owns(l)) {
                 Some(at) => at,
                 None => {
