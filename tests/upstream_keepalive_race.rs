@@ -16,11 +16,12 @@ use support::Harness;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// What the racing upstream saw: the request lines, in order, per connection.
+/// What the racing upstream saw: per request, in order, its connection,
+/// request line and whole head.
 #[derive(Default)]
 struct Seen {
     connections: AtomicUsize,
-    requests: Mutex<Vec<(usize, String)>>,
+    requests: Mutex<Vec<(usize, String, String)>>,
 }
 
 impl Seen {
@@ -29,12 +30,12 @@ impl Seen {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, l)| l == line)
+            .filter(|(_, l, _)| l == line)
             .count()
     }
 }
 
-/// Reads one request (head and a content-length body); its request line.
+/// Reads one request (head and a content-length body); its head.
 async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -56,7 +57,7 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
                 buf.extend_from_slice(&chunk[..n]);
             }
             buf.drain(..end + 4 + len);
-            return head.lines().next().map(str::to_string);
+            return Some(head);
         }
         let mut chunk = [0u8; 4096];
         let n = s.read(&mut chunk).await.ok()?;
@@ -82,8 +83,9 @@ async fn racing_upstream() -> (SocketAddr, Arc<Seen>) {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut answered = 0;
-                while let Some(line) = read_request(&mut s, &mut buf).await {
-                    state.requests.lock().unwrap().push((n, line));
+                while let Some(head) = read_request(&mut s, &mut buf).await {
+                    let line = head.lines().next().unwrap_or_default().to_string();
+                    state.requests.lock().unwrap().push((n, line, head));
                     if n == 0 && answered == 1 {
                         return; // closes under the second request
                     }
@@ -113,7 +115,7 @@ async fn a_get_the_upstream_dropped_goes_again_on_a_new_connection() {
     let (up, seen) = racing_upstream().await;
     let h = gateway(up).await;
     assert_eq!(h.get("/warm", &[]).await.status, 200);
-    let r = h.get("/x", &[]).await;
+    let r = h.get("/x", &[("x-trace", "t-1")]).await;
     assert_eq!(r.status, 200, "the client saw the race: {:?}", r.body);
     assert_eq!(
         seen.count("GET /x HTTP/1.1"),
@@ -121,13 +123,14 @@ async fn a_get_the_upstream_dropped_goes_again_on_a_new_connection() {
         "sent, dropped, sent again"
     );
     let requests = seen.requests.lock().unwrap().clone();
-    let on: Vec<usize> = requests
+    let sent: Vec<&(usize, String, String)> = requests
         .iter()
-        .filter(|(_, l)| l == "GET /x HTTP/1.1")
-        .map(|(c, _)| *c)
+        .filter(|(_, l, _)| l == "GET /x HTTP/1.1")
         .collect();
-    assert_eq!(on[0], 0, "first on the reused connection");
-    assert_ne!(on[1], 0, "then on a new one");
+    assert_eq!(sent[0].0, 0, "first on the reused connection");
+    assert_ne!(sent[1].0, 0, "then on a new one");
+    assert!(sent[0].2.contains("x-trace: t-1"), "{}", sent[0].2);
+    assert_eq!(sent[1].2, sent[0].2, "sent again byte for byte");
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tower::Service;
 
 use super::body::RequestBody;
+use super::spare::Spare;
 use crate::connector::Connector;
 use crate::server::ConnectionScope;
 
@@ -104,7 +105,7 @@ pub(super) async fn send(
     connector: &Connector,
     client: usize,
     mut req: Request<RequestBody>,
-    again: Option<Box<Request<RequestBody>>>,
+    again: Option<Box<Spare>>,
 ) -> Result<Response<Incoming>, DirectError> {
     let Some(origin) = req.uri().authority().cloned() else {
         return Err(DirectError::Connect("request without an origin".into()));
@@ -114,15 +115,19 @@ pub(super) async fn send(
     let (sender, answer) = match idle {
         Some(mut sender) => {
             let answer = sender.send_request(req).await;
-            match (answer, again) {
-                (Err(e), Some(mut req)) if super::is_keep_alive_race_h1(&e) => {
+            match answer {
+                Err(e) if again.is_some() && super::is_keep_alive_race_h1(&e) => {
+                    // Built only now: nearly every spare goes unused.
+                    let Some(mut req) = again.and_then(|s| s.into_request()) else {
+                        return Err(DirectError::Http(e));
+                    };
                     tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
                     to_origin(&mut req, &origin);
                     let mut sender = Box::pin(connect(scope, connector, &origin)).await?;
-                    let answer = sender.send_request(*req).await;
+                    let answer = sender.send_request(req).await;
                     (sender, answer)
                 }
-                (answer, _) => (sender, answer),
+                answer => (sender, answer),
             }
         }
         None => {

@@ -27,12 +27,14 @@ mod body;
 mod direct;
 mod forwarded;
 mod hop;
+mod spare;
 pub mod upgrade;
 
 use body::{BodyFate, Broken};
 pub use body::{RequestBody, RequestBodyError};
 pub use forwarded::set_forwarded;
 pub use hop::{remove_hop_by_hop, remove_request_hop_by_hop, HopByHop};
+use spare::Spare;
 
 use crate::server::{ConnectionLease, ConnectionScope};
 
@@ -171,14 +173,14 @@ impl Forwarder {
             && parts.method.is_idempotent()
             && hyper::body::Body::is_end_stream(&body))
         .then(|| {
-            let mut req = Request::new(RequestBody::empty());
-            *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = parts.uri.clone();
-            *req.version_mut() = parts.version;
-            *req.headers_mut() = parts.headers.clone();
-            // Boxed: a spare request inline would be carried, and copied,
-            // by every level of the request's future.
-            Box::new(req)
+            // Boxed: a spare inline would be carried, and copied, by every
+            // level of the request's future.
+            Box::new(Spare::of(
+                &parts.method,
+                &parts.uri,
+                parts.version,
+                &parts.headers,
+            ))
         });
         let (body, fate) = RequestBody::new(body, max_body_bytes);
         let req = Request::from_parts(parts, body);
@@ -280,14 +282,14 @@ async fn pooled(
     up: &UpstreamClient,
     timeout: Duration,
     req: Request<RequestBody>,
-    again: Option<Box<Request<RequestBody>>>,
+    again: Option<Box<Spare>>,
 ) -> Answer {
     let sent = async {
         match up.client.request(req).await {
-            Err(e) if is_keep_alive_race(&e) => match again {
+            Err(e) if is_keep_alive_race(&e) => match again.and_then(|s| s.into_request()) {
                 Some(req) => {
                     tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
-                    up.fresh.request(*req).await
+                    up.fresh.request(req).await
                 }
                 None => Err(e),
             },
