@@ -635,20 +635,18 @@ impl Gateway {
         if head_size(parts) > self.max_header_bytes {
             return Err(GatewayError::HeadersTooLarge);
         }
-        // More than one Host is a 400 (RFC 9112 3.2): forwarded, the upstream
-        // could read another host than the one X-Forwarded-Host names.
-        let hosts = parts.headers.get_all(http::header::HOST);
-        if hosts.iter().nth(1).is_some() {
-            return Err(GatewayError::BadRequest("host"));
+        let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            // More than one Host is a 400 (RFC 9112 3.2): forwarded, the upstream
+            // could read another host than the one X-Forwarded-Host names.
+            (Some(_), Some(_)) => Err(GatewayError::BadRequest("host")),
+            // HTTP/1.1 requires Host (RFC 9112 3.2); the listener fills it from
+            // :authority for HTTP/2, so only a bare HTTP/1.1 request lacks it.
+            (None, _) if parts.version == http::Version::HTTP_11 => {
+                Err(GatewayError::BadRequest("host"))
+            }
+            _ => Ok(()),
         }
-        // HTTP/1.1 requires Host (RFC 9112 3.2); the listener fills it from
-        // :authority for HTTP/2, so only a bare HTTP/1.1 request lacks it.
-        if parts.version == http::Version::HTTP_11
-            && !parts.headers.contains_key(http::header::HOST)
-        {
-            return Err(GatewayError::BadRequest("host"));
-        }
-        Ok(())
     }
 
     /// The metric series of `route` (`None`: no route matched).
