@@ -117,14 +117,19 @@ pub(super) async fn send(
             let answer = sender.send_request(req).await;
             match answer {
                 Err(e) if again.is_some() && super::is_keep_alive_race_h1(&e) => {
-                    // Built only now: nearly every spare goes unused.
-                    let Some(mut req) = again.and_then(|s| s.into_request()) else {
-                        return Err(DirectError::Http(e));
-                    };
                     tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
-                    to_origin(&mut req, &origin);
                     let mut sender = Box::pin(connect(scope, connector, &origin)).await?;
-                    let answer = sender.send_request(req).await;
+                    // Built only now (nearly every spare goes unused), in a
+                    // block that ends before the await, so this future never
+                    // holds a request of its own.
+                    let sent = {
+                        let Some(mut req) = again.and_then(|s| s.into_request()) else {
+                            return Err(DirectError::Http(e));
+                        };
+                        to_origin(&mut req, &origin);
+                        sender.send_request(req)
+                    };
+                    let answer = sent.await;
                     (sender, answer)
                 }
                 answer => (sender, answer),

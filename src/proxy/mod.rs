@@ -286,10 +286,15 @@ async fn pooled(
 ) -> Answer {
     let sent = async {
         match up.client.request(req).await {
-            Err(e) if is_keep_alive_race(&e) => match again.and_then(|s| s.into_request()) {
-                Some(req) => {
+            // The request is rebuilt only now, and handed to the client
+            // before the await, so this future never holds one of its own.
+            Err(e) if is_keep_alive_race(&e) => match again
+                .and_then(|s| s.into_request())
+                .map(|req| up.fresh.request(req))
+            {
+                Some(sent) => {
                     tracing::debug!("upstream closed a keep-alive connection under a request; sending it again on a new one");
-                    up.fresh.request(req).await
+                    sent.await
                 }
                 None => Err(e),
             },
